@@ -1,0 +1,1 @@
+"""Framework-neutral core: irreps, Clebsch-Gordan and Wigner tables, plans. Imports numpy only."""

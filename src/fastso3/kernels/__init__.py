@@ -1,0 +1,1 @@
+"""Kernels: torch.library ops with reference, CPU and (later) Triton backends."""

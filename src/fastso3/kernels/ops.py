@@ -1,0 +1,229 @@
+"""torch.library ops: schemas, fake (meta) implementations, autograd.
+
+Each op takes a concrete ``backend`` string (resolved by the public front, see ``registry``) and
+dispatches to the reference twin or the compiled kernel. Gradients are built from the same ops,
+so derivatives of every order work and ``torch.compile(fullgraph=True)`` sees opaque ops:
+
+- ``sparse_accumulate`` is bilinear; its backward is two more ``sparse_accumulate`` calls with
+  the index roles swapped.
+- ``spherical_harmonics``' backward is one ``sparse_accumulate`` of the cotangent with the saved
+  output (the gradient of a degree-l harmonic is a CG contraction of degree l-1), followed by the
+  chain rule through ``x / |x|`` in plain torch ops.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from ..core.sh import SHPlan, sh_plan
+from . import registry
+from .reference import sh as reference_sh
+from .reference import sparse_accumulation as reference_sa
+
+__all__ = ["sparse_accumulate_op", "sparse_accumulate_table_op", "spherical_harmonics_op", "sh_tables"]
+
+
+def _nthreads() -> int:
+    return torch.get_num_threads()
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+# --------------------------------------------------------------------------- sparse accumulation
+
+
+def _sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size, backend):
+    if backend == "reference":
+        return reference_sa.sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size)
+    from .cpu.loader import load_library
+
+    lead = x1.shape[:-1]
+    n1, n2 = x1.shape[-1], x2.shape[-1]
+    a = x1.reshape(-1, n1).contiguous()
+    b = x2.reshape(-1, n2).contiguous()
+    out = torch.empty(a.shape[0], output_size, dtype=x1.dtype, device=x1.device)
+    idx_out, idx1, idx2, mult = (t.contiguous() for t in (idx_out, idx1, idx2, mult))
+    fn = getattr(load_library(), f"fastso3_sparse_accumulate_{_SUFFIX[x1.dtype]}")
+    fn(_ptr(a), _ptr(b), _ptr(out), a.shape[0], n1, n2, output_size, idx_out.numel(),
+       _ptr(idx_out), _ptr(idx1), _ptr(idx2), _ptr(mult), _nthreads())  # fmt: skip
+    return out.reshape(*lead, output_size)
+
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+@torch.library.custom_op("fastso3::sparse_accumulate", mutates_args=())
+def sparse_accumulate_op(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    idx_out: torch.Tensor,
+    idx1: torch.Tensor,
+    idx2: torch.Tensor,
+    mult: torch.Tensor,
+    output_size: int,
+    backend: str,
+) -> torch.Tensor:
+    """x1: (..., n1), x2: (..., n2) with equal leading shapes; int64 indices and mult (x dtype): (nnz,).
+
+    Returns ``out: (..., output_size)`` with ``out[..., idx_out[k]] += x1[..., idx1[k]] * x2[..., idx2[k]] * mult[k]``.
+    Inputs are trusted (validated by the public front).
+    """
+    registry.record("sparse_accumulate", backend)
+    return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size, backend)
+
+
+@sparse_accumulate_op.register_fake
+def _(x1, x2, idx_out, idx1, idx2, mult, output_size, backend):
+    return x1.new_empty(*x1.shape[:-1], output_size)
+
+
+def _sa_setup(ctx, inputs, output):
+    x1, x2, idx_out, idx1, idx2, mult, output_size, backend = inputs
+    ctx.save_for_backward(x1, x2, idx_out, idx1, idx2, mult)
+    ctx.backend = backend
+
+
+def _sa_backward(ctx, grad):
+    x1, x2, idx_out, idx1, idx2, mult = ctx.saved_tensors
+    g1 = g2 = None
+    if ctx.needs_input_grad[0]:
+        g1 = sparse_accumulate_op(grad, x2, idx1, idx_out, idx2, mult, x1.shape[-1], ctx.backend)
+    if ctx.needs_input_grad[1]:
+        g2 = sparse_accumulate_op(grad, x1, idx2, idx_out, idx1, mult, x2.shape[-1], ctx.backend)
+    return g1, g2, None, None, None, None, None, None
+
+
+sparse_accumulate_op.register_autograd(_sa_backward, setup_context=_sa_setup)
+
+
+# --------------------------------------------------------------------------- table-keyed sparse accumulation
+# Library-internal tables (e.g. the spherical-harmonics gradient) are named, not passed as tensors:
+# constant tensors inside a graph break torch.compile's tracing of the backward. A table has three
+# slots (index arrays) and one coefficient array; ``roles = [o, a, b]`` says which slot indexes the
+# output, ``x1`` and ``x2``. Differentiating permutes the roles, so every derivative is this same op.
+
+
+@functools.lru_cache(maxsize=None)
+def _table_arrays(table: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[int, int, int]]:
+    kind, *args = table.split(":")
+    if kind == "sh_grad":
+        plan = sh_plan(int(args[0]), args[1])
+        return (plan.bwd_dim, plan.bwd_g, plan.bwd_y), plan.bwd_coef, (3, plan.size, plan.size)
+    raise ValueError(f"unknown sparse-accumulation table {table!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _table_tensors(table: str, device: torch.device, dtype: torch.dtype):
+    slots, coef, sizes = _table_arrays(table)
+    return [torch.tensor(s, dtype=torch.int64, device=device) for s in slots], torch.tensor(coef, dtype=dtype, device=device)
+
+
+@torch.library.custom_op("fastso3::sparse_accumulate_table", mutates_args=())
+def sparse_accumulate_table_op(x1: torch.Tensor, x2: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
+    """Sparse accumulation with a named library table; see the comment above."""
+    slots, coef = _table_tensors(table, x1.device, x1.dtype)
+    o, a, b = roles
+    return _sparse_accumulate(x1, x2, slots[o], slots[a], slots[b], coef, _table_arrays(table)[2][o], backend)
+
+
+@sparse_accumulate_table_op.register_fake
+def _(x1, x2, table, roles, backend):
+    return x1.new_empty(*x1.shape[:-1], _table_arrays(table)[2][roles[0]])
+
+
+def _sat_setup(ctx, inputs, output):
+    x1, x2, table, roles, backend = inputs
+    ctx.save_for_backward(x1, x2)
+    ctx.table, ctx.roles, ctx.backend = table, roles, backend
+
+
+def _sat_backward(ctx, grad):
+    x1, x2 = ctx.saved_tensors
+    o, a, b = ctx.roles
+    g1 = g2 = None
+    if ctx.needs_input_grad[0]:
+        g1 = sparse_accumulate_table_op(grad, x2, ctx.table, [a, o, b], ctx.backend)
+    if ctx.needs_input_grad[1]:
+        g2 = sparse_accumulate_table_op(grad, x1, ctx.table, [b, o, a], ctx.backend)
+    return g1, g2, None, None, None
+
+
+sparse_accumulate_table_op.register_autograd(_sat_backward, setup_context=_sat_setup)
+
+
+# --------------------------------------------------------------------------- spherical harmonics
+
+
+@functools.lru_cache(maxsize=None)
+def sh_tables(lmax: int, normalization: str, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The plan's forward tables as tensors on ``device`` (indices int64, coefficients in ``dtype``), built once."""
+    plan = sh_plan(lmax, normalization)
+
+    def t(a: np.ndarray, dt) -> torch.Tensor:
+        return torch.tensor(a, dtype=dt, device=device)
+
+    return {
+        "fwd_out": t(plan.fwd_out, torch.int64),
+        "fwd_in": t(plan.fwd_in, torch.int64),
+        "fwd_dim": t(plan.fwd_dim, torch.int64),
+        "fwd_coef": t(plan.fwd_coef, dtype),
+        "scale": t(plan.scale, dtype),
+    }
+
+
+def _sh_cpu(x: torch.Tensor, plan: SHPlan, normalize: bool) -> torch.Tensor:
+    from .cpu.loader import load_library
+
+    tab = sh_tables(plan.lmax, plan.normalization, x.device, x.dtype)
+    pts = x.reshape(-1, 3).contiguous()
+    out = torch.empty(pts.shape[0], plan.size, dtype=x.dtype, device=x.device)
+    fn = getattr(load_library(), f"fastso3_sh_forward_{_SUFFIX[x.dtype]}")
+    fn(_ptr(pts), _ptr(out), pts.shape[0], int(normalize), plan.size, tab["fwd_coef"].numel(),
+       _ptr(tab["fwd_out"]), _ptr(tab["fwd_in"]), _ptr(tab["fwd_dim"]), _ptr(tab["fwd_coef"]),
+       _ptr(tab["scale"]), _nthreads())  # fmt: skip
+    return out.reshape(*x.shape[:-1], plan.size)
+
+
+@torch.library.custom_op("fastso3::spherical_harmonics", mutates_args=())
+def spherical_harmonics_op(x: torch.Tensor, lmax: int, normalize: bool, normalization: str, backend: str) -> torch.Tensor:
+    """x: (..., 3) float -> (..., (lmax+1)**2): all degrees 0..lmax in e3nn's basis and ``normalization``."""
+    registry.record("spherical_harmonics", backend)
+    plan = sh_plan(lmax, normalization)
+    if backend == "reference":
+        return reference_sh.spherical_harmonics(x, plan, normalize)
+    return _sh_cpu(x, plan, normalize)
+
+
+@spherical_harmonics_op.register_fake
+def _(x, lmax, normalize, normalization, backend):
+    return x.new_empty(*x.shape[:-1], (lmax + 1) ** 2)
+
+
+def _sh_setup(ctx, inputs, output):
+    x, lmax, normalize, normalization, backend = inputs
+    ctx.save_for_backward(x, output)
+    ctx.lmax, ctx.normalize, ctx.normalization, ctx.backend = lmax, normalize, normalization, backend
+
+
+def _sh_backward(ctx, grad):
+    x, y = ctx.saved_tensors
+    # d y / d u as a CG contraction of the cotangent with the (saved, differentiable) output.
+    table = f"sh_grad:{ctx.lmax}:{ctx.normalization}"
+    grad_u = sparse_accumulate_table_op(grad, y, table, [0, 1, 2], ctx.backend)
+    if not ctx.normalize:
+        return grad_u, None, None, None, None
+    # u = x / |x|: grad_x = (grad_u - u (u . grad_u)) / |x|, and 0 at x = 0 (where u is held at 0).
+    r2 = x.pow(2).sum(-1, keepdim=True)
+    nonzero = r2 > 0
+    inv_r = torch.rsqrt(torch.where(nonzero, r2, 1.0))
+    u = x * inv_r
+    grad_x = (grad_u - u * (u * grad_u).sum(-1, keepdim=True)) * inv_r
+    return torch.where(nonzero, grad_x, 0.0), None, None, None, None
+
+
+spherical_harmonics_op.register_autograd(_sh_backward, setup_context=_sh_setup)

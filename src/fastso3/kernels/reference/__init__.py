@@ -1,0 +1,1 @@
+"""Readable pure-torch twins of every kernel: the test oracles."""

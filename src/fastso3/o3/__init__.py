@@ -1,0 +1,1 @@
+"""e3nn-style PyTorch front: rotations, Wigner D, spherical harmonics."""

@@ -79,10 +79,15 @@ def change_basis_real_to_complex(l: int) -> np.ndarray:
     return q
 
 
-@functools.lru_cache(maxsize=None)
 def su2_clebsch_gordan(j1: int, j2: int, j3: int) -> np.ndarray:
     """Complex-basis SU(2) coefficients, shape ``(2j1+1, 2j2+1, 2j3+1)``, indexed by ``j + m``."""
     _check_triangle(j3, j1, j2)
+    return _su2_clebsch_gordan(int(j1), int(j2), int(j3))
+
+
+# The cached bodies take validated ints only: lru_cache keys 1, 1.0 and True alike.
+@functools.lru_cache(maxsize=None)
+def _su2_clebsch_gordan(j1: int, j2: int, j3: int) -> np.ndarray:
     mat = np.zeros((2 * j1 + 1, 2 * j2 + 1, 2 * j3 + 1))
     for m1 in range(-j1, j1 + 1):
         for m2 in range(max(-j2, -j3 - m1), min(j2, j3 - m1) + 1):
@@ -91,7 +96,6 @@ def su2_clebsch_gordan(j1: int, j2: int, j3: int) -> np.ndarray:
     return mat
 
 
-@functools.lru_cache(maxsize=None)
 def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
     """Real Clebsch-Gordan coefficients ``C^{l1 l2 l3}``, shape ``(2l1+1, 2l2+1, 2l3+1)``, float64.
 
@@ -102,10 +106,15 @@ def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
         ValueError: if the triangle rule ``|l2-l3| <= l1 <= l2+l3`` fails.
     """
     _check_triangle(l1, l2, l3)
+    return _wigner_3j(int(l1), int(l2), int(l3))
+
+
+@functools.lru_cache(maxsize=None)
+def _wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
     q1 = change_basis_real_to_complex(l1)
     q2 = change_basis_real_to_complex(l2)
     q3 = change_basis_real_to_complex(l3)
-    c = np.einsum("ij,kl,nm,ikn->jlm", q1, q2, q3.conj(), su2_clebsch_gordan(l1, l2, l3), optimize=True)
+    c = np.einsum("ij,kl,nm,ikn->jlm", q1, q2, q3.conj(), _su2_clebsch_gordan(l1, l2, l3), optimize=True)
     imag = np.abs(c.imag).max()
     if imag > 1e-10:  # a construction error, never a user error
         raise AssertionError(f"wigner_3j({l1},{l2},{l3}) has an imaginary part {imag}")
@@ -126,10 +135,15 @@ class SparseCG(NamedTuple):
     values: np.ndarray
 
 
-@functools.lru_cache(maxsize=None)
 def wigner_3j_sparse(l1: int, l2: int, l3: int) -> SparseCG:
     """The non-zero entries of ``wigner_3j(l1, l2, l3)``, ordered by output index ``i3``."""
-    c = wigner_3j(l1, l2, l3)
+    _check_triangle(l1, l2, l3)
+    return _wigner_3j_sparse(int(l1), int(l2), int(l3))
+
+
+@functools.lru_cache(maxsize=None)
+def _wigner_3j_sparse(l1: int, l2: int, l3: int) -> SparseCG:
+    c = _wigner_3j(l1, l2, l3)
     i3, i1, i2 = np.nonzero(c.transpose(2, 0, 1))
     arrays = [a.astype(np.int64) for a in (i1, i2, i3)] + [c[i1, i2, i3].copy()]
     for a in arrays:

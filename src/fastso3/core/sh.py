@@ -109,12 +109,17 @@ def _normalization_scale(l: int, normalization: str) -> float:
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
-@functools.lru_cache(maxsize=None)
 def sh_plan(lmax: int, normalization: str = "integral") -> SHPlan:
     """The cached, immutable :class:`SHPlan` for degrees ``0..lmax``."""
     if not isinstance(lmax, (int, np.integer)) or isinstance(lmax, bool) or lmax < 0:
         raise ValueError(f"lmax must be a non-negative int, got {lmax!r}")
-    lmax = int(lmax)
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    return _sh_plan(int(lmax), normalization)
+
+
+@functools.lru_cache(maxsize=None)
+def _sh_plan(lmax: int, normalization: str) -> SHPlan:
     scale = np.concatenate([np.full(2 * l + 1, _normalization_scale(l, normalization)) for l in range(lmax + 1)])
     fwd = [[], [], [], []]
     bwd = [[], [], [], []]

@@ -1,1 +1,45 @@
-"""e3nn-style PyTorch front: rotations, Wigner D, spherical harmonics."""
+"""e3nn-style namespace: ``from fastso3 import o3`` replaces ``from e3nn import o3``.
+
+Irreps, rotations, Wigner D matrices, Clebsch-Gordan coefficients and spherical harmonics,
+with e3nn 0.6.0's conventions (see docs/conventions.md).
+"""
+
+from ..core.cg import wigner_3j as _wigner_3j_numpy
+from ..core.irreps import Irrep as Irrep
+from ..core.irreps import Irreps as Irreps
+from ._rotation import *  # noqa: F403  (the rotation helpers, listed in _rotation.__all__)
+from ._rotation import __all__ as _rotation_all
+from ._spherical_harmonics import SphericalHarmonics as SphericalHarmonics
+from ._spherical_harmonics import spherical_harmonics as spherical_harmonics
+from ._wigner import so3_generators as so3_generators
+from ._wigner import su2_generators as su2_generators
+from ._wigner import wigner_D as wigner_D
+from ._wigner import wigner_D_from_axis_angle as wigner_D_from_axis_angle
+from ._wigner import wigner_D_from_matrix as wigner_D_from_matrix
+from ._wigner import wigner_D_from_quaternion as wigner_D_from_quaternion
+
+
+def wigner_3j(l1: int, l2: int, l3: int, dtype=None, device=None):
+    """Real Clebsch-Gordan coefficients ``(2l1+1, 2l2+1, 2l3+1)`` as a tensor, equal to ``e3nn.o3.wigner_3j``.
+
+    ``dtype`` defaults to torch's default dtype; the values are computed once in float64 and cached.
+    """
+    import torch
+
+    return torch.tensor(_wigner_3j_numpy(l1, l2, l3), dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+__all__ = [
+    "Irrep",
+    "Irreps",
+    "SphericalHarmonics",
+    "spherical_harmonics",
+    "so3_generators",
+    "su2_generators",
+    "wigner_3j",
+    "wigner_D",
+    "wigner_D_from_axis_angle",
+    "wigner_D_from_matrix",
+    "wigner_D_from_quaternion",
+    *_rotation_all,
+]

@@ -8,7 +8,7 @@ so derivatives of every order work and ``torch.compile(fullgraph=True)`` sees op
   the index roles swapped.
 - ``spherical_harmonics``' backward is one ``sparse_accumulate`` of the cotangent with the saved
   output (the gradient of a degree-l harmonic is a CG contraction of degree l-1), followed by the
-  chain rule through ``x / |x|`` in plain torch ops.
+  chain rule through ``x / |x|`` (``normalize_vjp``, whose own derivative is plain torch).
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from . import registry
 from .reference import sh as reference_sh
 from .reference import sparse_accumulation as reference_sa
 
-__all__ = ["sparse_accumulate_op", "sparse_accumulate_table_op", "spherical_harmonics_op", "sh_tables"]
+__all__ = [
+    "normalize_vjp_op",
+    "sparse_accumulate_op",
+    "sparse_accumulate_table_op",
+    "spherical_harmonics_op",
+    "sh_tables",
+]
 
 
 def _nthreads() -> int:
@@ -215,15 +221,53 @@ def _sh_backward(ctx, grad):
     # d y / d u as a CG contraction of the cotangent with the (saved, differentiable) output.
     table = f"sh_grad:{ctx.lmax}:{ctx.normalization}"
     grad_u = sparse_accumulate_table_op(grad, y, table, [0, 1, 2], ctx.backend)
-    if not ctx.normalize:
-        return grad_u, None, None, None, None
-    # u = x / |x|: grad_x = (grad_u - u (u . grad_u)) / |x|, and 0 at x = 0 (where u is held at 0).
-    r2 = x.pow(2).sum(-1, keepdim=True)
-    nonzero = r2 > 0
-    inv_r = torch.rsqrt(torch.where(nonzero, r2, 1.0))
-    u = x * inv_r
-    grad_x = (grad_u - u * (u * grad_u).sum(-1, keepdim=True)) * inv_r
-    return torch.where(nonzero, grad_x, 0.0), None, None, None, None
+    if ctx.normalize:
+        grad_u = normalize_vjp_op(x, grad_u, ctx.backend)
+    return grad_u, None, None, None, None
 
 
 spherical_harmonics_op.register_autograd(_sh_backward, setup_context=_sh_setup)
+
+
+# --------------------------------------------------------------------------- chain rule of x / |x|
+
+
+@torch.library.custom_op("fastso3::normalize_vjp", mutates_args=())
+def normalize_vjp_op(x: torch.Tensor, g: torch.Tensor, backend: str) -> torch.Tensor:
+    """x, g: (..., 3) -> (..., 3): the cotangent of ``x`` for ``u = x / |x|`` given the cotangent ``g`` of ``u``.
+
+    ``(g - u (u . g)) / |x|``, and 0 where ``x = 0`` (where ``u`` is defined as 0).
+    """
+    if backend == "reference":
+        return reference_sh.normalize_vjp(x, g)
+    from .cpu.loader import load_library
+
+    a, b = x.reshape(-1, 3).contiguous(), g.reshape(-1, 3).contiguous()
+    out = torch.empty_like(a)
+    getattr(load_library(), f"fastso3_normalize_vjp_{_SUFFIX[x.dtype]}")(_ptr(a), _ptr(b), _ptr(out), a.shape[0], _nthreads())
+    return out.reshape(x.shape)
+
+
+@normalize_vjp_op.register_fake
+def _(x, g, backend):
+    return torch.empty_like(x)
+
+
+def _nv_setup(ctx, inputs, output):
+    x, g, backend = inputs
+    ctx.save_for_backward(x, g)
+    ctx.backend = backend
+
+
+def _nv_backward(ctx, v):
+    x, g = ctx.saved_tensors
+    grad_x = grad_g = None
+    if ctx.needs_input_grad[1]:
+        # linear in g with a symmetric matrix: the cotangent of g is the same map applied to v
+        grad_g = normalize_vjp_op(x, v, ctx.backend)
+    if ctx.needs_input_grad[0]:
+        grad_x = reference_sh.normalize_vjp_grad_x(x, g, v)
+    return grad_x, grad_g, None
+
+
+normalize_vjp_op.register_autograd(_nv_backward, setup_context=_nv_setup)

@@ -18,15 +18,9 @@ LsLike = Union[int, Sequence[int], str, Irreps]
 
 def _parse_ls(ls: LsLike) -> tuple[list[int], Irreps, Irrep]:
     """The requested degrees, the output irreps and the input irrep (1o, or 1e for pseudovectors)."""
-    if isinstance(ls, bool):
-        raise TypeError("ls must be an int, a list of ints, a str or an Irreps, not a bool")
-    if isinstance(ls, int):
-        ls = [ls]
     if isinstance(ls, (str, Irreps)):
         irreps = Irreps(ls)
-        degrees = []
-        for mul, ir in irreps:
-            degrees += [ir.l] * mul
+        degrees = [ir.l for mul, ir in irreps for _ in range(mul)]
         if not degrees:
             raise ValueError("spherical_harmonics: the requested irreps are empty")
         odd_parities = {ir.p for _, ir in irreps if ir.l % 2 == 1}
@@ -37,10 +31,22 @@ def _parse_ls(ls: LsLike) -> tuple[list[int], Irreps, Irrep]:
             raise ValueError(f"spherical harmonics of odd degree must all have the same parity, got {irreps}")
         irrep_in = Irrep("1e") if odd_parities == {1} else Irrep("1o")
         return degrees, irreps, irrep_in
-    degrees = [int(l) for l in ls]
-    if not degrees or any(l < 0 for l in degrees) or any(isinstance(l, bool) for l in ls):
-        raise ValueError(f"spherical_harmonics: ls must be a non-empty list of non-negative ints, got {ls!r}")
+    degrees = _degrees(ls)
     return degrees, Irreps([(1, (l, (-1) ** l)) for l in degrees]), Irrep("1o")
+
+
+def _degrees(ls: LsLike) -> list[int]:
+    """The degrees of an int or a list of ints (the fast path of the functional API)."""
+    if isinstance(ls, bool):
+        raise TypeError("ls must be an int, a list of ints, a str or an Irreps, not a bool")
+    if isinstance(ls, int):
+        ls = [ls]
+    if isinstance(ls, (str, Irreps)):
+        return _parse_ls(ls)[0]
+    degrees = list(ls)
+    if not degrees or any(isinstance(l, bool) or not isinstance(l, int) or l < 0 for l in degrees):
+        raise ValueError(f"spherical_harmonics: ls must be a non-empty list of non-negative ints, got {ls!r}")
+    return degrees
 
 
 def _select(full: torch.Tensor, degrees: list[int]) -> torch.Tensor:
@@ -85,7 +91,7 @@ def spherical_harmonics(
         ``(..., sum(2l+1))`` in ``x``'s dtype, the degrees in the requested order, each ``m = -l..l``.
         First and second derivatives work (``torch.compile(fullgraph=True)`` too).
     """
-    degrees, _, _ = _parse_ls(ls)
+    degrees = _degrees(ls)
     _check_input(x, normalization)
     return _spherical_harmonics(degrees, x, normalize, normalization, backend)
 

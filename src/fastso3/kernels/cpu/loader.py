@@ -71,6 +71,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, f"fastso3_sparse_accumulate_{suffix}")
         fn.argtypes = [p, p, p, i64, i64, i64, i64, i64, p, p, p, p, i32]
         fn.restype = None
+        fn = getattr(lib, f"fastso3_normalize_vjp_{suffix}")
+        fn.argtypes = [p, p, p, i64, i32]
+        fn.restype = None
     lib.fastso3_abi_version.restype = ctypes.c_int
 
 

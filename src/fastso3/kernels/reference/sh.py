@@ -7,14 +7,43 @@ import torch
 from ...core.sh import SHPlan
 
 
+def _unit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """u = x / |x| (0 at x = 0), 1 / |x| (0 at x = 0), and the mask x != 0; NaN-free to any order."""
+    r2 = x.pow(2).sum(-1, keepdim=True)
+    nonzero = r2 > 0
+    inv_r = torch.where(nonzero, torch.rsqrt(torch.where(nonzero, r2, 1.0)), 0.0)
+    return x * inv_r, inv_r, nonzero
+
+
 def spherical_harmonics(x: torch.Tensor, plan: SHPlan, normalize: bool) -> torch.Tensor:
     """x: (..., 3) -> (..., (lmax+1)**2), all degrees 0..lmax in ``plan.normalization``."""
     if normalize:
-        r2 = x.pow(2).sum(-1, keepdim=True)
-        x = torch.where(r2 > 0, x * torch.rsqrt(torch.where(r2 > 0, r2, 1.0)), 0.0)
+        x = _unit(x)[0]
     degrees = [torch.ones_like(x[..., :1])]
     for block in plan.recursion_blocks:
         a = torch.tensor(block, dtype=x.dtype, device=x.device)
         degrees.append(torch.einsum("kji,...j,...i->...k", a, degrees[-1], x))
     scale = torch.tensor(plan.scale, dtype=x.dtype, device=x.device)
     return torch.cat(degrees, dim=-1) * scale
+
+
+def normalize_vjp(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Cotangent of x for u = x / |x|: ``(g - u (u . g)) / |x|`` (0 at x = 0). x, g: (..., 3)."""
+    u, inv_r, _ = _unit(x)
+    return (g - u * (u * g).sum(-1, keepdim=True)) * inv_r
+
+
+def normalize_vjp_grad_x(x: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """d/dx of ``<v, normalize_vjp(x, g)>``, in differentiable torch ops. x, g, v: (..., 3).
+
+    With P w = w - u (u . w) and s = u . g:
+    ``-[(v . g) u + s P v + (v . u) P g - (v . u) s u] / |x|^2``.
+    """
+    u, inv_r, _ = _unit(x)
+
+    def dot(a, b):
+        return (a * b).sum(-1, keepdim=True)
+
+    s, vu = dot(u, g), dot(v, u)
+    pv, pg = v - u * dot(u, v), g - u * s
+    return -(dot(v, g) * u + s * pv + vu * pg - vu * s * u) * inv_r * inv_r

@@ -95,19 +95,17 @@ void sh_forward(const T* __restrict xyz, T* __restrict out, int64_t n, bool norm
         for (int64_t b = 0; b < nblocks; ++b) {
             const int64_t r0 = b * BLOCK;
             const int64_t rows = (r0 + BLOCK <= n) ? BLOCK : n - r0;
-            for (int64_t r = 0; r < rows; ++r) {
-                T x = xyz[3 * (r0 + r)], yy = xyz[3 * (r0 + r) + 1], z = xyz[3 * (r0 + r) + 2];
-                if (normalize) {
-                    const T r2 = x * x + yy * yy + z * z;
+            transpose(xyz + 3 * r0, 3, u, BLOCK, rows, 3);
+            if (normalize) {
+#pragma omp simd
+                for (int64_t r = 0; r < BLOCK; ++r) {
+                    const T r2 = u[r] * u[r] + u[BLOCK + r] * u[BLOCK + r] + u[2 * BLOCK + r] * u[2 * BLOCK + r];
                     // A zero vector stays zero: Y^0 = 1 and Y^{l>=1} = 0, never NaN.
                     const T inv = r2 > T(0) ? T(1) / std::sqrt(r2) : T(0);
-                    x *= inv;
-                    yy *= inv;
-                    z *= inv;
+                    u[r] *= inv;
+                    u[BLOCK + r] *= inv;
+                    u[2 * BLOCK + r] *= inv;
                 }
-                u[r] = x;
-                u[BLOCK + r] = yy;
-                u[2 * BLOCK + r] = z;
             }
             std::memset(y, 0, sizeof(T) * size * BLOCK);
             for (int64_t r = 0; r < BLOCK; ++r) y[r] = T(1);
@@ -161,6 +159,20 @@ void sparse_accumulate(const T* __restrict x1, const T* __restrict x2, T* __rest
     }
 }
 
+// Cotangent of u = x / |x|: out = (g - u (u . g)) / |x|, and 0 at x = 0 (where u is held at 0).
+template <typename T>
+void normalize_vjp(const T* __restrict x, const T* __restrict g, T* __restrict out, int64_t n, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && n > 4 * BLOCK)
+    for (int64_t i = 0; i < n; ++i) {
+        const T* xi = x + 3 * i;
+        const T* gi = g + 3 * i;
+        const T r2 = xi[0] * xi[0] + xi[1] * xi[1] + xi[2] * xi[2];
+        const T inv = r2 > T(0) ? T(1) / std::sqrt(r2) : T(0);
+        const T s = (xi[0] * gi[0] + xi[1] * gi[1] + xi[2] * gi[2]) * inv * inv;
+        for (int k = 0; k < 3; ++k) out[3 * i + k] = (gi[k] - xi[k] * s) * inv;
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -178,6 +190,9 @@ extern "C" {
                                             int nthreads) {                                                     \
         sparse_accumulate<T>(x1, x2, out, n, n1, n2, nout, Table<T>{nnz, e_out, e_in1, e_in2, coef},          \
                              nthreads);                                                                         \
+    }                                                                                                           \
+    void fastso3_normalize_vjp_##SUFFIX(const T* x, const T* g, T* out, int64_t n, int nthreads) {             \
+        normalize_vjp<T>(x, g, out, n, nthreads);                                                               \
     }
 
 FASTSO3_INSTANTIATE(float, f32)

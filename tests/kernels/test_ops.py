@@ -125,3 +125,21 @@ def test_compile_fullgraph_matches_eager():
     (gc,) = torch.autograd.grad(out, x1)
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(gc, ge)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_normalize_vjp_matches_autograd_of_normalization(backend):
+    from fastso3.kernels.ops import normalize_vjp_op
+
+    x = torch.randn(70, 3, dtype=torch.float64)
+    x[3] = 0.0
+    g = torch.randn(70, 3, dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    u = xr / xr.norm(dim=-1, keepdim=True)
+    (expected,) = torch.autograd.grad(u, xr, g)
+    out = normalize_vjp_op(x, g, backend)
+    torch.testing.assert_close(out[torch.arange(70) != 3], expected[torch.arange(70) != 3], rtol=1e-13, atol=1e-13)
+    assert torch.equal(out[3], torch.zeros(3, dtype=torch.float64))
+    x, g = x[4:10].clone().requires_grad_(), g[4:10].clone().requires_grad_()  # away from the zero row
+    assert torch.autograd.gradcheck(lambda a, b: normalize_vjp_op(a, b, backend), (x, g))
+    assert torch.autograd.gradgradcheck(lambda a, b: normalize_vjp_op(a, b, backend), (x, g))

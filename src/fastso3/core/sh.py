@@ -67,7 +67,7 @@ def _contract(l: int, y_prev: np.ndarray, u: np.ndarray) -> np.ndarray:
 class SHPlan:
     """Tables for spherical harmonics of degrees ``0..lmax`` (output size ``(lmax+1)**2``).
 
-    Forward (``n_fwd`` entries, ordered so each degree only reads finished lower degrees)::
+    Forward (entries sorted by ``fwd_out``, so each degree only reads finished lower degrees)::
 
         out[0] = 1;  out[fwd_out[e]] += fwd_coef[e] * out[fwd_in[e]] * u[fwd_dim[e]]
 
@@ -135,18 +135,22 @@ def _sh_plan(lmax: int, normalization: str) -> SHPlan:
         for lst, values in zip(bwd, (c.i3, out_idx, in_idx, coef)):
             lst.append(values)
 
-    def cat(parts, dtype):
-        return _frozen(np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+    def cat(parts, dtype, order=None):
+        a = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        return _frozen(a if order is None else a[order])
+
+    # Forward entries sorted by output (stable): kernels accumulate one output at a time.
+    order = np.argsort(np.concatenate(fwd[0]), kind="stable") if fwd[0] else None
 
     return SHPlan(
         lmax=lmax,
         normalization=normalization,
         size=(lmax + 1) ** 2,
         scale=_frozen(scale),
-        fwd_out=cat(fwd[0], np.int64),
-        fwd_in=cat(fwd[1], np.int64),
-        fwd_dim=cat(fwd[2], np.int64),
-        fwd_coef=cat(fwd[3], np.float64),
+        fwd_out=cat(fwd[0], np.int64, order),
+        fwd_in=cat(fwd[1], np.int64, order),
+        fwd_dim=cat(fwd[2], np.int64, order),
+        fwd_coef=cat(fwd[3], np.float64, order),
         bwd_dim=cat(bwd[0], np.int64),
         bwd_g=cat(bwd[1], np.int64),
         bwd_y=cat(bwd[2], np.int64),

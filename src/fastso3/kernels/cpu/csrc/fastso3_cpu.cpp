@@ -81,7 +81,7 @@ struct Table {
     const T* coef;
 };
 
-// Y[0] = 1; Y[out[e]] += coef[e] * Y[in1[e]] * u[in2[e]]; then Y *= scale.
+// Y[0] = 1; Y[out[e]] += coef[e] * Y[in1[e]] * u[in2[e]] (entries sorted by out); then Y *= scale.
 template <typename T>
 void sh_forward(const T* __restrict xyz, T* __restrict out, int64_t n, bool normalize, int64_t size,
                 Table<T> t, const T* __restrict scale, int nthreads) {
@@ -107,15 +107,19 @@ void sh_forward(const T* __restrict xyz, T* __restrict out, int64_t n, bool norm
                     u[2 * BLOCK + r] *= inv;
                 }
             }
-            std::memset(y, 0, sizeof(T) * size * BLOCK);
+            // Entries are sorted by output: accumulate each output in a local block (registers).
             for (int64_t r = 0; r < BLOCK; ++r) y[r] = T(1);
-            for (int64_t e = 0; e < t.nnz; ++e) {
-                T* __restrict dst = y + t.out[e] * BLOCK;
-                const T* __restrict src = y + t.in1[e] * BLOCK;
-                const T* __restrict ui = u + t.in2[e] * BLOCK;
-                const T c = t.coef[e];
+            int64_t e = 0;
+            for (int64_t k = 1; k < size; ++k) {
+                T acc[BLOCK] = {};
+                for (; e < t.nnz && t.out[e] == k; ++e) {
+                    const T* __restrict src = y + t.in1[e] * BLOCK;
+                    const T* __restrict ui = u + t.in2[e] * BLOCK;
+                    const T c = t.coef[e];
 #pragma omp simd
-                for (int64_t r = 0; r < BLOCK; ++r) dst[r] += c * src[r] * ui[r];
+                    for (int64_t r = 0; r < BLOCK; ++r) acc[r] += c * src[r] * ui[r];
+                }
+                std::memcpy(y + k * BLOCK, acc, sizeof(acc));
             }
             for (int64_t k = 1; k < size; ++k) {
                 const T s = scale[k];

@@ -31,6 +31,17 @@ def test_matches_python_loop(backend, lead):
     assert registry.last_backend("sparse_accumulate") == backend
 
 
+def test_entry_order_does_not_matter():
+    # sorted-by-output tables take the kernels' register path, shuffled ones the general path
+    x1, x2, io, size, i1, i2, mult = cg_problem(4, 4, 4, rows=130)
+    perm = torch.randperm(len(mult))
+    assert not bool((io[perm][1:] >= io[perm][:-1]).all())
+    shuffled = sparse_accumulate(x1, x2, io[perm], size, i1[perm], i2[perm], mult[perm], backend="cpu")
+    ordered = sparse_accumulate(x1, x2, io, size, i1, i2, mult, backend="cpu")
+    torch.testing.assert_close(shuffled, ordered, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(ordered, python_loop(x1, x2, io, size, i1, i2, mult), rtol=1e-13, atol=1e-13)
+
+
 def float32_error_budget(fn, args64):
     """The reference's own float32 error against float64: the yardstick for the fast backend."""
     exact = fn(*args64, backend="reference")

@@ -124,17 +124,19 @@ def _table_arrays(table: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @functools.lru_cache(maxsize=None)
-def _table_tensors(table: str, device: torch.device, dtype: torch.dtype):
-    slots, coef, sizes = _table_arrays(table)
-    return [torch.tensor(s, dtype=torch.int64, device=device) for s in slots], torch.tensor(coef, dtype=dtype, device=device)
+def _table_tensors(table: str, roles: tuple[int, int, int], device: torch.device, dtype: torch.dtype):
+    """(idx_out, idx1, idx2, coef) for these roles, sorted by output (the kernels' fast path)."""
+    slots, coef, _ = _table_arrays(table)
+    order = np.argsort(slots[roles[0]], kind="stable")
+    idx = [torch.tensor(slots[r][order], dtype=torch.int64, device=device) for r in roles]
+    return (*idx, torch.tensor(coef[order], dtype=dtype, device=device))
 
 
 @torch.library.custom_op("fastso3::sparse_accumulate_table", mutates_args=())
 def sparse_accumulate_table_op(x1: torch.Tensor, x2: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
     """Sparse accumulation with a named library table; see the comment above."""
-    slots, coef = _table_tensors(table, x1.device, x1.dtype)
-    o, a, b = roles
-    return _sparse_accumulate(x1, x2, slots[o], slots[a], slots[b], coef, _table_arrays(table)[2][o], backend)
+    idx_out, idx1, idx2, coef = _table_tensors(table, tuple(roles), x1.device, x1.dtype)
+    return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, coef, _table_arrays(table)[2][roles[0]], backend)
 
 
 @sparse_accumulate_table_op.register_fake

@@ -132,11 +132,13 @@ void sh_forward(const T* __restrict xyz, T* __restrict out, int64_t n, bool norm
     }
 }
 
-// out[row, out[e]] += coef[e] * x1[row, in1[e]] * x2[row, in2[e]]  for every row.
+// out[row, out[e]] += coef[e] * x1[row, in1[e]] * x2[row, in2[e]]  for every row (faster if sorted by out).
 template <typename T>
 void sparse_accumulate(const T* __restrict x1, const T* __restrict x2, T* __restrict out, int64_t n, int64_t n1,
                        int64_t n2, int64_t nout, Table<T> t, int nthreads) {
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
+    bool sorted = true;
+    for (int64_t e = 1; e < t.nnz; ++e) sorted = sorted && t.out[e - 1] <= t.out[e];
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         std::vector<T> scratch((n1 + n2 + nout) * BLOCK);
@@ -150,13 +152,29 @@ void sparse_accumulate(const T* __restrict x1, const T* __restrict x2, T* __rest
             transpose(x1 + r0 * n1, n1, a, BLOCK, rows, n1);
             transpose(x2 + r0 * n2, n2, c, BLOCK, rows, n2);
             std::memset(acc, 0, sizeof(T) * nout * BLOCK);
-            for (int64_t e = 0; e < t.nnz; ++e) {
-                T* __restrict dst = acc + t.out[e] * BLOCK;
-                const T* __restrict s1 = a + t.in1[e] * BLOCK;
-                const T* __restrict s2 = c + t.in2[e] * BLOCK;
-                const T w = t.coef[e];
+            if (sorted) {
+                // one output at a time, accumulated in registers
+                for (int64_t e = 0; e < t.nnz;) {
+                    const int64_t k = t.out[e];
+                    T local[BLOCK] = {};
+                    for (; e < t.nnz && t.out[e] == k; ++e) {
+                        const T* __restrict s1 = a + t.in1[e] * BLOCK;
+                        const T* __restrict s2 = c + t.in2[e] * BLOCK;
+                        const T w = t.coef[e];
 #pragma omp simd
-                for (int64_t r = 0; r < BLOCK; ++r) dst[r] += w * s1[r] * s2[r];
+                        for (int64_t r = 0; r < BLOCK; ++r) local[r] += w * s1[r] * s2[r];
+                    }
+                    std::memcpy(acc + k * BLOCK, local, sizeof(local));
+                }
+            } else {
+                for (int64_t e = 0; e < t.nnz; ++e) {
+                    T* __restrict dst = acc + t.out[e] * BLOCK;
+                    const T* __restrict s1 = a + t.in1[e] * BLOCK;
+                    const T* __restrict s2 = c + t.in2[e] * BLOCK;
+                    const T w = t.coef[e];
+#pragma omp simd
+                    for (int64_t r = 0; r < BLOCK; ++r) dst[r] += w * s1[r] * s2[r];
+                }
             }
             transpose(acc, BLOCK, out + r0 * nout, nout, nout, rows);
         }

@@ -11,6 +11,14 @@ from ._rotation import *  # noqa: F403  (the rotation helpers, listed in _rotati
 from ._rotation import __all__ as _rotation_all
 from ._spherical_harmonics import SphericalHarmonics as SphericalHarmonics
 from ._spherical_harmonics import spherical_harmonics as spherical_harmonics
+from ._linear import Linear as Linear
+from ._tensor_product import ElementwiseTensorProduct as ElementwiseTensorProduct
+from ._tensor_product import FullTensorProduct as FullTensorProduct
+from ._tensor_product import FullyConnectedTensorProduct as FullyConnectedTensorProduct
+from ._tensor_product import Instruction as Instruction
+from ._tensor_product import Norm as Norm
+from ._tensor_product import TensorProduct as TensorProduct
+from ._tensor_product import TensorSquare as TensorSquare
 from ._wigner import so3_generators as so3_generators
 from ._wigner import su2_generators as su2_generators
 from ._wigner import wigner_D as wigner_D
@@ -32,6 +40,14 @@ def wigner_3j(l1: int, l2: int, l3: int, dtype=None, device=None):
 __all__ = [
     "Irrep",
     "Irreps",
+    "ElementwiseTensorProduct",
+    "FullTensorProduct",
+    "FullyConnectedTensorProduct",
+    "Instruction",
+    "Linear",
+    "Norm",
+    "TensorProduct",
+    "TensorSquare",
     "SphericalHarmonics",
     "spherical_harmonics",
     "so3_generators",

@@ -1,0 +1,240 @@
+"""Conversion between e3nn 0.6.0 modules and their fastso3 twins, with the same weights.
+
+* :func:`from_e3nn` turns an e3nn ``TensorProduct`` (or ``FullyConnectedTensorProduct``,
+  ``FullTensorProduct``, ``ElementwiseTensorProduct``, ``TensorSquare``), ``Linear`` or ``Norm`` into
+  the fastso3 module of the same kind, computing the same numbers;
+* :func:`to_e3nn` does the reverse (needs e3nn installed).
+
+The tensor-product twins reproduce the other library's stored path coefficients ``c`` exactly: the
+twin is built with ``irrep_normalization='none'``, ``path_normalization='none'`` and user path weight
+``c * c``, whose coefficient is ``sqrt(c * c) == c`` bit for bit (IEEE round-to-nearest). Weights,
+biases, dtype and device are copied. fastso3 modules also load e3nn state dicts directly
+(``module.load_state_dict(e3nn_module.state_dict())``): e3nn's generated-code buffers
+(``_compiled_main_left_right._w3j_*``, ``_compiled_main_right.*``) are ignored, everything else
+(``weight``, ``bias``, ``output_mask``) must match as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+
+from .core.irreps import Irreps
+from .core.tensor_product import linear_plan, tensor_product_plan
+from .o3._linear import Linear
+from .o3._tensor_product import (
+    ElementwiseTensorProduct,
+    FullTensorProduct,
+    FullyConnectedTensorProduct,
+    Norm,
+    TensorProduct,
+    TensorSquare,
+)
+
+__all__ = ["from_e3nn", "to_e3nn"]
+
+_TP_CLASSES = ("TensorSquare", "FullTensorProduct", "ElementwiseTensorProduct", "FullyConnectedTensorProduct", "TensorProduct")
+_OURS = {
+    "TensorSquare": TensorSquare,
+    "FullTensorProduct": FullTensorProduct,
+    "ElementwiseTensorProduct": ElementwiseTensorProduct,
+    "FullyConnectedTensorProduct": FullyConnectedTensorProduct,
+    "TensorProduct": TensorProduct,
+}
+
+
+def _kind(module: Any, names: tuple) -> str:
+    """The first of ``names`` that is the name of a class in ``module``'s MRO."""
+    mro = [c.__name__ for c in type(module).__mro__]
+    for name in names:
+        if name in mro:
+            return name
+    raise TypeError(f"unsupported module type {type(module).__name__}")
+
+
+def _dtype_device(module: torch.nn.Module) -> tuple:
+    mask = module.output_mask
+    return mask.dtype, mask.device
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build e3nn modules with ``dtype`` as the default dtype: e3nn computes its CG tables in the
+    default dtype, and a float32 table converted to float64 stays float32-rounded."""
+    old = torch.get_default_dtype()
+    if dtype.is_floating_point:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    with torch.no_grad():
+        dst.copy_(src.detach())
+
+
+# ------------------------------------------------------------------------------------------------
+# e3nn -> fastso3
+# ------------------------------------------------------------------------------------------------
+
+
+def _tp_from_e3nn(module: Any) -> TensorProduct:
+    kind = _kind(module, _TP_CLASSES)
+    instructions = [
+        (ins.i_in1, ins.i_in2, ins.i_out, ins.connection_mode, ins.has_weight, float(ins.path_weight) * float(ins.path_weight))
+        for ins in module.instructions
+    ]
+    plan = tensor_product_plan(
+        Irreps(str(module.irreps_in1)),
+        Irreps(str(module.irreps_in2)),
+        Irreps(str(module.irreps_out)),
+        instructions,
+        irrep_normalization="none",
+        path_normalization="none",
+    )
+    twin = _OURS[kind]._from_plan(plan, internal_weights=module.internal_weights, shared_weights=module.shared_weights)
+    dtype, device = _dtype_device(module)
+    twin.to(dtype=dtype, device=device)
+    if twin.internal_weights and twin.weight_numel > 0:
+        _copy(twin.weight, module.weight)
+    _copy(twin.output_mask, module.output_mask)
+    return twin
+
+
+def _linear_config_from_e3nn(module: Any) -> dict:
+    """The Linear constructor arguments that reproduce ``module``'s instructions and coefficients."""
+    irreps_in, irreps_out = Irreps(str(module.irreps_in)), Irreps(str(module.irreps_out))
+    pairs = [(ins.i_in, ins.i_out) for ins in module.instructions if ins.i_in != -1]
+    flags = [False] * len(irreps_out)
+    for ins in module.instructions:
+        if ins.i_in == -1:
+            flags[ins.i_out] = True
+    f_in = f_out = None
+    weight = getattr(module, "weight", None)
+    if module.internal_weights and weight is not None and weight.dim() == 3:
+        f_in, f_out = int(weight.shape[0]), int(weight.shape[1])
+    coefficients = [float(ins.path_weight) for ins in module.instructions if ins.i_in != -1]
+    for norm in ("element", "path"):
+        plan = linear_plan(irreps_in, irreps_out, pairs, flags, norm, f_in, f_out)
+        if [ins.path_weight for ins in plan.weight_instructions] == coefficients:
+            return dict(instructions=pairs, biases=flags, path_normalization=norm, f_in=f_in, f_out=f_out)
+    raise ValueError(
+        "from_e3nn: cannot reproduce the coefficients of this e3nn Linear (is it built with f_in/f_out and external "
+        "weights? those sizes cannot be read back); build fastso3.o3.Linear directly"
+    )
+
+
+def _linear_from_e3nn(module: Any) -> Linear:
+    config = _linear_config_from_e3nn(module)
+    twin = Linear(
+        Irreps(str(module.irreps_in)),
+        Irreps(str(module.irreps_out)),
+        internal_weights=module.internal_weights,
+        shared_weights=module.shared_weights,
+        **config,
+    )
+    dtype, device = _dtype_device(module)
+    twin.to(dtype=dtype, device=device)
+    if twin.internal_weights:
+        if twin.weight_numel > 0:
+            _copy(twin.weight, module.weight)
+        if twin.bias_numel > 0:
+            _copy(twin.bias, module.bias)
+    return twin
+
+
+def from_e3nn(module: Any) -> torch.nn.Module:
+    """The fastso3 twin of an e3nn 0.6.0 module, with the same weights, biases, dtype and device.
+
+    Supported: ``TensorProduct``, ``FullyConnectedTensorProduct``, ``FullTensorProduct``,
+    ``ElementwiseTensorProduct``, ``TensorSquare``, ``Linear``, ``Norm``. The twin has the same
+    irreps, instructions (coefficients bit-identical), weight layout and state-dict keys (minus
+    e3nn's generated-code buffers); its ``forward`` gives the same values.
+
+    Raises:
+        TypeError: for other module types.
+    """
+    names = [c.__name__ for c in type(module).__mro__]
+    if "Linear" in names and hasattr(module, "irreps_in"):
+        return _linear_from_e3nn(module)
+    if "Norm" in names and hasattr(module, "tp"):
+        twin = Norm(Irreps(str(module.irreps_in)), squared=module.squared)
+        return twin.to(*_dtype_device(module.tp)[::-1])
+    if any(n in names for n in _TP_CLASSES):
+        return _tp_from_e3nn(module)
+    raise TypeError(f"from_e3nn: unsupported module type {type(module).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------
+# fastso3 -> e3nn
+# ------------------------------------------------------------------------------------------------
+
+
+def to_e3nn(module: torch.nn.Module) -> Any:
+    """The e3nn 0.6.0 twin of a fastso3 module (same kinds as :func:`from_e3nn`), same weights.
+
+    Tensor products become the e3nn class of the same name, built through ``e3nn.o3.TensorProduct``
+    with the exact coefficients (user path weight ``c * c``, no normalization).
+
+    Raises:
+        TypeError: for other module types. ImportError: without e3nn.
+    """
+    from e3nn import o3 as e3nn_o3
+
+    dtype, device = _dtype_device(module.tp if isinstance(module, Norm) else module)
+    if isinstance(module, Linear):
+        plan = module.plan
+        with _default_dtype(dtype):
+            twin = e3nn_o3.Linear(
+                str(module.irreps_in),
+                str(module.irreps_out),
+                f_in=plan.f_in,
+                f_out=plan.f_out,
+                internal_weights=module.internal_weights,
+                shared_weights=module.shared_weights,
+                instructions=[(ins.i_in, ins.i_out) for ins in plan.weight_instructions],
+                biases=list(plan.biases),
+                path_normalization=plan.path_normalization,
+            )
+        twin.to(dtype=dtype, device=device)
+        if module.internal_weights:
+            if module.weight_numel > 0:
+                _copy(twin.weight, module.weight)
+            if module.bias_numel > 0:
+                _copy(twin.bias, module.bias)
+        return twin
+    if isinstance(module, Norm):
+        with _default_dtype(dtype):
+            return e3nn_o3.Norm(str(module.irreps_in), squared=module.squared).to(dtype=dtype, device=device)
+    if isinstance(module, TensorProduct):
+        kind = _kind(module, _TP_CLASSES)
+        cls = getattr(e3nn_o3, kind)
+        twin = cls.__new__(cls)
+        instructions = [
+            (ins.i_in1, ins.i_in2, ins.i_out, ins.connection_mode, ins.has_weight, ins.path_weight * ins.path_weight)
+            for ins in module.instructions
+        ]
+        if kind == "TensorSquare":  # e3nn's TensorSquare repr (called during __init__) reads irreps_in
+            object.__setattr__(twin, "irreps_in", e3nn_o3.Irreps(str(module.irreps_in)))
+        with _default_dtype(dtype):
+            e3nn_o3.TensorProduct.__init__(
+                twin,
+                str(module.irreps_in1),
+                str(module.irreps_in2),
+                str(module.irreps_out),
+                instructions,
+                irrep_normalization="none",
+                path_normalization="none",
+                internal_weights=module.internal_weights,
+                shared_weights=module.shared_weights,
+                compile_right=not any(ins.connection_mode in ("uvu<v", "u<vw") for ins in module.instructions),
+            )
+        twin.to(dtype=dtype, device=device)
+        if module.internal_weights and module.weight_numel > 0:
+            _copy(twin.weight, module.weight)
+        return twin
+    raise TypeError(f"to_e3nn: unsupported module type {type(module).__name__}")

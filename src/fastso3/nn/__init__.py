@@ -1,0 +1,34 @@
+"""e3nn-style neural-network blocks: ``from fastso3 import nn`` replaces ``from e3nn import nn``.
+
+Numerically equal to ``e3nn.nn`` 0.6.0 (same layouts, parameter names and initialisation; e3nn
+state dicts load), written for ``torch.compile`` (no Python objects built in ``forward``):
+
+* :class:`FullyConnectedNet` - bias-free MLP with second-moment normalisation;
+* :class:`Activation`, :class:`Gate`, :class:`NormActivation` - equivariant nonlinearities;
+* :class:`BatchNorm`, :class:`Dropout` - irreps-aware normalisation and dropout;
+* :class:`Extract`, :class:`ExtractIr`, :class:`Identity` - plumbing.
+
+Deviations from e3nn 0.6.0 (documented in each class): ``NormActivation(normalize=False)`` works
+(e3nn raises TypeError); ``Gate`` computes the gated product exactly (e3nn's product carries a
+``sqrt(d) / sqrt(d)`` rounding); ``Dropout`` draws its mask in one call (other random stream);
+``Extract`` may return views.
+"""
+
+from ._activation import Activation, Gate
+from ._batchnorm import BatchNorm
+from ._dropout import Dropout
+from ._extract import Extract, ExtractIr, Identity
+from ._fc import FullyConnectedNet
+from ._normact import NormActivation
+
+__all__ = [
+    "Activation",
+    "BatchNorm",
+    "Dropout",
+    "Extract",
+    "ExtractIr",
+    "FullyConnectedNet",
+    "Gate",
+    "Identity",
+    "NormActivation",
+]

@@ -268,3 +268,20 @@ def test_random_irreps_are_testable():
     set_random_seeds(4)
     for irreps in random_irreps(5, clean=True, allow_empty=False):
         assert_equivariant(lambda x: 2 * x, irreps_in=irreps, irreps_out=irreps)
+
+
+def test_module_attributes_may_list_several_inputs():
+    class Scale(torch.nn.Module):
+        irreps_in = ["2x1o", "cartesian_points"]
+        irreps_out = "2x1o"
+
+        def forward(self, x, pos):
+            return x * (pos - pos.mean(0)).norm(dim=-1, keepdim=True)  # translation invariant
+
+    class Shift(Scale):
+        def forward(self, x, pos):  # not translation invariant
+            return x * pos.norm(dim=-1, keepdim=True)
+
+    assert_equivariant(Scale(), [torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)]) is not None
+    with pytest.raises(AssertionError):
+        assert_equivariant(Shift(), [torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)])

@@ -312,6 +312,19 @@ def run_demo(
     return 0 if not failed else 1
 
 
+@demo_section("The e3nn convolution tutorial, with fastso3 (examples/01_convolution.py)")
+def _demo_convolution(ctx: DemoContext) -> None:
+    import fastso3
+
+    path = Path(fastso3.__file__).resolve().parents[2] / "examples" / "01_convolution.py"
+    if not path.is_file():
+        ctx.out(f"examples/01_convolution.py not found at {path} (run from a source checkout)")
+        return
+    out_dir = Path("demo_output")
+    out_dir.mkdir(exist_ok=True)
+    _load_module("fastso3_example_convolution", path).main(plot=str(out_dir / "radial_basis.png"), print_fn=ctx.out)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # check
 # ---------------------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def _infer_specs(func: Callable, irreps_in: Any, irreps_out: Any) -> tuple[list,
     """Resolve ``irreps_in``/``irreps_out``, reading ``func``'s attributes when they are not given."""
     if irreps_in is None:
         if getattr(func, "irreps_in", None) is not None:
-            irreps_in = [func.irreps_in]
+            irreps_in = func.irreps_in  # one spec, or a list of per-argument specs
         elif getattr(func, "irreps_in1", None) is not None and getattr(func, "irreps_in2", None) is not None:
             irreps_in = [func.irreps_in1, func.irreps_in2]
         else:
@@ -206,7 +206,7 @@ def _infer_specs(func: Callable, irreps_in: Any, irreps_out: Any) -> tuple[list,
             )
     if irreps_out is None:
         if getattr(func, "irreps_out", None) is not None:
-            irreps_out = [func.irreps_out]
+            irreps_out = func.irreps_out
         else:
             raise ValueError(
                 f"cannot infer irreps_out: {_func_name(func)} has no 'irreps_out' attribute; pass irreps_out explicitly"

@@ -105,12 +105,16 @@ def tensor_product(
     if has_w and not shared_weights:
         weight = weight.expand(*batch, plan.weight_numel).reshape(z, plan.weight_numel)
 
+    # One split per input instead of a slice per path: the backward of a split is one concatenation,
+    # while every slice's backward would allocate and fill a full-size zero tensor.
+    chunks1 = x1.split([mul_ir.dim for mul_ir in plan.irreps_in1], dim=1)
+    chunks2 = x2.split([mul_ir.dim for mul_ir in plan.irreps_in2], dim=1)
     outs: list = [None] * len(plan.irreps_out)
     for p in plan.paths:
         if p.empty:
             continue
-        x = x1[:, p.in1_slice].reshape(z, p.mul1, p.d1)
-        y = x2[:, p.in2_slice].reshape(z, p.mul2, p.d2)
+        x = chunks1[p.i_in1].reshape(z, p.mul1, p.d1)
+        y = chunks2[p.i_in2].reshape(z, p.mul2, p.d2)
         cg = cg_blocks[p.index]
         in1_first = p.cg_first == "in1"
         w = None

@@ -8,3 +8,13 @@ def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def f64():
+    """float64 default dtype: e3nn builds its constants (generators, CG) in the default dtype, and
+    float64 makes it a ~1e-15 oracle."""
+    from fastso3.testing import default_dtype
+
+    with default_dtype(torch.float64):
+        yield

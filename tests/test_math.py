@@ -1,10 +1,11 @@
 """fastso3.math against e3nn.math 0.6.0 (oracle) and against the documented formulas."""
 
-import contextlib
 import math
 
 import pytest
 import torch
+
+from fastso3.testing import default_dtype
 
 import fastso3.math as fm
 
@@ -22,14 +23,6 @@ TABLE = {
 }
 
 
-@contextlib.contextmanager
-def default_dtype(dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from .o3._rotation import rand_matrix
 __all__ = [
     "FLOAT_TOLERANCE",
     "assert_equivariant",
+    "default_dtype",
     "equivariance_error",
     "format_equivariance_error",
     "random_irreps",
@@ -63,14 +64,14 @@ _Spec = Any  # an Irreps-like value, the string 'cartesian_points', or None
 
 
 def _rand_matrix(dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
-    with _default_dtype(dtype):
+    with default_dtype(dtype):
         return rand_matrix(dtype=dtype, device=device)
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Temporarily set torch's default dtype, so that helper tables built on the fly (generators,
-    Wigner matrices) are made in the transform dtype and keep its precision."""
+def default_dtype(dtype: torch.dtype):
+    """Context manager: temporarily set torch's default dtype (e.g. so that tables e3nn builds on the fly
+    are made in float64 and keep its precision)."""
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -267,7 +268,7 @@ def _transform(
     else:
         key = id(spec)
         if key not in cache:
-            with _default_dtype(R.dtype):
+            with default_dtype(R.dtype):
                 cache[key] = spec.D_from_matrix(R).to(dtype=R.dtype)
         D = cache[key].to(device=x.device)
         y = x64 @ D.transpose(-1, -2)

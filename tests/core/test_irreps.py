@@ -557,13 +557,6 @@ def test_randn_errors_and_edge_cases():
 # Representation matrices (need fastso3.o3._wigner and fastso3.o3._rotation)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def float64_default():
-    """e3nn builds its so(3) generators in the default dtype: float64 makes it a 1e-15 oracle."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 D_IRREPS = ["0e", "1o", "1e", "2x0e+3x1o+0x2e+1x2o+2x1e+1x0o+3x3e", "", "0x1e", "4x4o+2x5e"]
@@ -574,7 +567,7 @@ def _close(a, b):
     torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
-@pytest.mark.usefixtures("float64_default")
+@pytest.mark.usefixtures("f64")
 @pytest.mark.parametrize("s", D_IRREPS)
 def test_D_from_angles_matches_e3nn(s):
     torch.manual_seed(0)
@@ -592,7 +585,7 @@ def test_D_from_angles_matches_e3nn(s):
         _close(ir.D_from_angles(a, b, c), e3.Irrep(s).D_from_angles(a, b, c))
 
 
-@pytest.mark.usefixtures("float64_default")
+@pytest.mark.usefixtures("f64")
 @pytest.mark.parametrize("s", D_IRREPS)
 def test_D_from_matrix_quaternion_axis_angle_match_e3nn(s):
     torch.manual_seed(0)
@@ -616,7 +609,7 @@ def test_D_from_matrix_quaternion_axis_angle_match_e3nn(s):
         _close(ir.D_from_axis_angle(axis, angle), jr.D_from_axis_angle(axis, angle))
 
 
-@pytest.mark.usefixtures("float64_default")
+@pytest.mark.usefixtures("f64")
 def test_D_structure():
     torch.manual_seed(0)
     R = e3.rand_matrix(3, dtype=torch.float64)

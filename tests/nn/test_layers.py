@@ -1,13 +1,12 @@
 """fastso3.nn against e3nn.nn 0.6.0 (oracle, identical weights, float64) and equivariance checks."""
 
-import contextlib
 
 import pytest
 import torch
 
 from fastso3 import nn as fnn
 from fastso3.core.irreps import Irreps
-from fastso3.testing import assert_equivariant
+from fastso3.testing import assert_equivariant, default_dtype
 
 enn = pytest.importorskip("e3nn.nn")
 
@@ -15,14 +14,6 @@ F64 = torch.float64
 silu = torch.nn.functional.silu
 
 
-@contextlib.contextmanager
-def default_dtype(dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def build_both(cls_name, *args, **kwargs):

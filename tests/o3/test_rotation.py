@@ -22,12 +22,6 @@ def _err(x, y):
     return (x - y).abs().max().item()
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 @pytest.fixture

@@ -12,12 +12,6 @@ from fastso3.o3 import _wigner as w
 e3nn_o3 = pytest.importorskip("e3nn.o3")
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 def _eye(l, dtype=torch.float64):

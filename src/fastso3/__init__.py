@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"compat", "core", "graph", "kernels", "math", "nn", "o3", "ops", "testing"}
+_SUBMODULES = {"compat", "core", "functional", "graph", "irreps_tensor", "kernels", "math", "nn", "o3", "ops", "testing"}
 _FROM_O3 = {"Irrep", "Irreps", "spherical_harmonics", "SphericalHarmonics", "wigner_3j", "wigner_D"}
 
 
@@ -19,8 +19,10 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(".o3", __name__), name)
     if name == "sparse_accumulate":
         return importlib.import_module(".ops", __name__).sparse_accumulate
+    if name == "IrrepsTensor":
+        return importlib.import_module(".irreps_tensor", __name__).IrrepsTensor
     raise AttributeError(f"module 'fastso3' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_SUBMODULES, *_FROM_O3, "sparse_accumulate"])
+    return sorted([*globals(), *_SUBMODULES, *_FROM_O3, "sparse_accumulate", "IrrepsTensor"])

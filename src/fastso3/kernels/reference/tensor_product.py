@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from torch._subclasses.fake_tensor import unset_fake_temporarily
+from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 from ...core.tensor_product import LinearPlan, TensorProductPlan
 
@@ -34,20 +36,27 @@ def tp_constants(plan: TensorProductPlan, dtype: torch.dtype, device: torch.devi
     key = (plan.key, dtype, device)
     hit = _CONSTANTS.get(key)
     if hit is None:
-        blocks: dict = {}
-        cgs = []
-        pairs = []
-        for p in plan.paths:
-            if p.empty:
-                cgs.append(None)
-            else:
-                if p.cg_key not in blocks:
-                    blocks[p.cg_key] = torch.tensor(p.cg, dtype=dtype, device=device)
-                cgs.append(blocks[p.cg_key])
-            pairs.append(None if p.pairs is None else torch.tensor(p.pairs, dtype=torch.long, device=device))
-        hit = (tuple(cgs), tuple(pairs))
+        # Real tensors even when first called under torch.export / make_fx (fake or proxy modes): the
+        # cache outlives the trace.
+        with unset_fake_temporarily(), disable_proxy_modes_tracing():
+            hit = _build_constants(plan, dtype, device)
         _CONSTANTS[key] = hit
     return hit
+
+
+def _build_constants(plan: TensorProductPlan, dtype: torch.dtype, device: torch.device) -> tuple:
+    blocks: dict = {}
+    cgs = []
+    pairs = []
+    for p in plan.paths:
+        if p.empty:
+            cgs.append(None)
+        else:
+            if p.cg_key not in blocks:
+                blocks[p.cg_key] = torch.from_numpy(p.cg.copy()).to(dtype=dtype, device=device)
+            cgs.append(blocks[p.cg_key])
+        pairs.append(None if p.pairs is None else torch.from_numpy(p.pairs.copy()).to(dtype=torch.long, device=device))
+    return tuple(cgs), tuple(pairs)
 
 
 def _batch_numel(shape: Sequence) -> int:

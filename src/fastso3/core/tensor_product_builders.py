@@ -10,6 +10,10 @@ building a module:
 * :func:`elementwise_tensor_product_plan`: ``ElementwiseTensorProduct``;
 * :func:`tensor_square_plan`: ``TensorSquare``.
 
+The instruction lists themselves come from the ``*_spec`` functions (a dict of the
+:func:`~fastso3.core.tensor_product.tensor_product_plan` arguments), shared by these builders and by
+the constructors of the :mod:`fastso3.o3` modules, so that both always describe the same product.
+
 See ``docs/conventions.md`` section 5.4 for the definitions.
 """
 
@@ -20,6 +24,8 @@ from typing import Any
 
 from .irreps import Irrep, Irreps
 from .tensor_product import TensorProductPlan, tensor_product_plan
+
+Spec = dict[str, Any]
 
 __all__ = [
     "elementwise_tensor_product_plan",
@@ -41,6 +47,43 @@ def _irrep_filter(filter_ir_out: Any) -> list | None:
         raise ValueError(f"filter_ir_out={filter_ir_out!r} must be an iterable of irreps: {err}") from None
 
 
+def _spec(irreps_in1: Irreps, irreps_in2: Irreps, irreps_out: Irreps, instructions: list, **normalization: Any) -> Spec:
+    """The keyword arguments of :func:`tensor_product_plan` (and of ``o3.TensorProduct``)."""
+    return {
+        "irreps_in1": irreps_in1,
+        "irreps_in2": irreps_in2,
+        "irreps_out": irreps_out,
+        "instructions": instructions,
+        **normalization,
+    }
+
+
+def fully_connected_tensor_product_spec(
+    irreps_in1: Any,
+    irreps_in2: Any,
+    irreps_out: Any,
+    irrep_normalization: str | None = None,
+    path_normalization: str | None = None,
+) -> Spec:
+    """The :func:`tensor_product_plan` arguments of :func:`fully_connected_tensor_product_plan`."""
+    irreps_in1, irreps_in2, irreps_out = Irreps(irreps_in1), Irreps(irreps_in2), Irreps(irreps_out)
+    instructions = [
+        (i1, i2, io, "uvw", True, 1.0)
+        for i1, (_, ir1) in enumerate(irreps_in1)
+        for i2, (_, ir2) in enumerate(irreps_in2)
+        for io, (_, iro) in enumerate(irreps_out)
+        if iro in ir1 * ir2
+    ]
+    return _spec(
+        irreps_in1,
+        irreps_in2,
+        irreps_out,
+        instructions,
+        irrep_normalization=irrep_normalization,
+        path_normalization=path_normalization,
+    )
+
+
 def fully_connected_tensor_product_plan(
     irreps_in1: Any,
     irreps_in2: Any,
@@ -56,25 +99,28 @@ def fully_connected_tensor_product_plan(
     Loop order ``i_in1, i_in2, i_out``; each path's weights are a row-major ``(mul1, mul2, mul_out)``
     block of the flat weight vector. Equal to ``o3.FullyConnectedTensorProduct(...).plan``.
     """
-    irreps_in1, irreps_in2, irreps_out = Irreps(irreps_in1), Irreps(irreps_in2), Irreps(irreps_out)
-    instructions = [
-        (i1, i2, io, "uvw", True, 1.0)
-        for i1, (_, ir1) in enumerate(irreps_in1)
-        for i2, (_, ir2) in enumerate(irreps_in2)
-        for io, (_, iro) in enumerate(irreps_out)
-        if iro in ir1 * ir2
-    ]
-    return tensor_product_plan(
-        irreps_in1,
-        irreps_in2,
-        irreps_out,
-        instructions,
-        in1_var=in1_var,
-        in2_var=in2_var,
-        out_var=out_var,
-        irrep_normalization=irrep_normalization,
-        path_normalization=path_normalization,
-    )
+    spec = fully_connected_tensor_product_spec(irreps_in1, irreps_in2, irreps_out, irrep_normalization, path_normalization)
+    return tensor_product_plan(**spec, in1_var=in1_var, in2_var=in2_var, out_var=out_var)
+
+
+def full_tensor_product_spec(
+    irreps_in1: Any, irreps_in2: Any, filter_ir_out: Any = None, irrep_normalization: str | None = None
+) -> Spec:
+    """The :func:`tensor_product_plan` arguments of :func:`full_tensor_product_plan`."""
+    irreps_in1, irreps_in2 = Irreps(irreps_in1).simplify(), Irreps(irreps_in2).simplify()
+    keep = _irrep_filter(filter_ir_out)
+    out: list = []
+    instructions: list = []
+    for i1, (m1, ir1) in enumerate(irreps_in1):
+        for i2, (m2, ir2) in enumerate(irreps_in2):
+            for iro in ir1 * ir2:
+                if keep is not None and iro not in keep:
+                    continue
+                instructions.append((i1, i2, len(out), "uvuv", False))
+                out.append((m1 * m2, iro))
+    irreps_out, p, _ = Irreps(out).sort()
+    instructions = [(i1, i2, p[io], mode, hw) for i1, i2, io, mode, hw in instructions]
+    return _spec(irreps_in1, irreps_in2, irreps_out, instructions, irrep_normalization=irrep_normalization)
 
 
 def full_tensor_product_plan(
@@ -89,44 +135,24 @@ def full_tensor_product_plan(
     1o < 1e``) but not simplified: ``0e+1o x 0e+1o -> 1x0e+1x0e+1x1o+1x1o+1x1e+1x2e``.
     ``filter_ir_out`` keeps only the listed output irreps. Equal to ``o3.FullTensorProduct(...).plan``.
     """
-    irreps_in1, irreps_in2 = Irreps(irreps_in1).simplify(), Irreps(irreps_in2).simplify()
-    keep = _irrep_filter(filter_ir_out)
-    out: list = []
-    instructions: list = []
-    for i1, (m1, ir1) in enumerate(irreps_in1):
-        for i2, (m2, ir2) in enumerate(irreps_in2):
-            for iro in ir1 * ir2:
-                if keep is not None and iro not in keep:
-                    continue
-                instructions.append((i1, i2, len(out), "uvuv", False))
-                out.append((m1 * m2, iro))
-    irreps_out, p, _ = Irreps(out).sort()
-    instructions = [(i1, i2, p[io], mode, hw) for i1, i2, io, mode, hw in instructions]
-    return tensor_product_plan(irreps_in1, irreps_in2, irreps_out, instructions, irrep_normalization=irrep_normalization)
+    return tensor_product_plan(**full_tensor_product_spec(irreps_in1, irreps_in2, filter_ir_out, irrep_normalization))
 
 
-def elementwise_tensor_product_plan(
-    irreps_in1: Any,
-    irreps_in2: Any,
-    filter_ir_out: Any = None,
-    irrep_normalization: str | None = None,
-) -> TensorProductPlan:
-    """``z_u = x_u (x) y_u`` (unweighted ``uuu`` paths); the output is in generation order, unsorted.
-
-    The inputs are simplified, then their entries are split so the multiplicities align (the number
-    of copies must match). Equal to ``o3.ElementwiseTensorProduct(...).plan``.
-    """
+def elementwise_tensor_product_spec(
+    irreps_in1: Any, irreps_in2: Any, filter_ir_out: Any = None, irrep_normalization: str | None = None
+) -> Spec:
+    """The :func:`tensor_product_plan` arguments of :func:`elementwise_tensor_product_plan`."""
     irreps_in1, irreps_in2 = Irreps(irreps_in1).simplify(), Irreps(irreps_in2).simplify()
     keep = _irrep_filter(filter_ir_out)
     if irreps_in1.num_irreps != irreps_in2.num_irreps:
         raise ValueError(
-            f"an elementwise tensor product needs the same number of irreps: {irreps_in1} has "
+            f"ElementwiseTensorProduct needs the same number of irreps: {irreps_in1} has "
             f"{irreps_in1.num_irreps}, {irreps_in2} has {irreps_in2.num_irreps}"
         )
     a = [(mul, ir) for mul, ir in irreps_in1]
     b = [(mul, ir) for mul, ir in irreps_in2]
     i = 0
-    while i < len(a):
+    while i < len(a):  # split the larger entry so that entry i has the same multiplicity on both sides
         (m1, ir1), (m2, ir2) = a[i], b[i]
         if m1 < m2:
             b[i : i + 1] = [(m1, ir2), (m2 - m1, ir2)]
@@ -141,7 +167,21 @@ def elementwise_tensor_product_plan(
                 continue
             instructions.append((i, i, len(out), "uuu", False))
             out.append((mul, iro))
-    return tensor_product_plan(Irreps(a), Irreps(b), Irreps(out), instructions, irrep_normalization=irrep_normalization)
+    return _spec(Irreps(a), Irreps(b), Irreps(out), instructions, irrep_normalization=irrep_normalization)
+
+
+def elementwise_tensor_product_plan(
+    irreps_in1: Any,
+    irreps_in2: Any,
+    filter_ir_out: Any = None,
+    irrep_normalization: str | None = None,
+) -> TensorProductPlan:
+    """``z_u = x_u (x) y_u`` (unweighted ``uuu`` paths); the output is in generation order, unsorted.
+
+    The inputs are simplified, then their entries are split so the multiplicities align (the number
+    of copies must match). Equal to ``o3.ElementwiseTensorProduct(...).plan``.
+    """
+    return tensor_product_plan(**elementwise_tensor_product_spec(irreps_in1, irreps_in2, filter_ir_out, irrep_normalization))
 
 
 def _alpha(normalization: str, ir1: Irrep, ir2: Irrep, iro: Irrep) -> float:
@@ -161,18 +201,10 @@ def _diagonal_alpha(normalization: str, ir: Irrep, iro: Irrep) -> float:
     return 1
 
 
-def tensor_square_plan(
-    irreps_in: Any,
-    irreps_out: Any = None,
-    filter_ir_out: Any = None,
-    irrep_normalization: str | None = None,
-) -> TensorProductPlan:
-    """The square ``x (x) x`` of one input (use it with ``x1 = x2 = x``); the input is simplified.
-
-    Without ``irreps_out``: no weights; ``uvuv`` for pairs of different entries, ``uvu<v`` (mul > 1)
-    plus ``uuu`` (even ``l_out`` only) within an entry; output sorted. With ``irreps_out`` (simplified):
-    weighted ``uvw``, ``u<vw`` and ``uuw`` paths. Equal to ``o3.TensorSquare(...).plan``.
-    """
+def tensor_square_spec(
+    irreps_in: Any, irreps_out: Any = None, filter_ir_out: Any = None, irrep_normalization: str | None = None
+) -> Spec:
+    """The :func:`tensor_product_plan` arguments of :func:`tensor_square_plan` (alphas in the instructions)."""
     if irrep_normalization is None:
         irrep_normalization = "component"
     if irrep_normalization not in ("component", "norm", "none"):
@@ -221,4 +253,19 @@ def tensor_square_plan(
                         instructions.append((i1, i1, io, "u<vw", True, alpha))
                     if iro.l % 2 == 0:
                         instructions.append((i1, i1, io, "uuw", True, _diagonal_alpha(irrep_normalization, ir1, iro)))
-    return tensor_product_plan(irreps_in, irreps_in, irreps_out, instructions, irrep_normalization="none")
+    return _spec(irreps_in, irreps_in, irreps_out, instructions, irrep_normalization="none")
+
+
+def tensor_square_plan(
+    irreps_in: Any,
+    irreps_out: Any = None,
+    filter_ir_out: Any = None,
+    irrep_normalization: str | None = None,
+) -> TensorProductPlan:
+    """The square ``x (x) x`` of one input (use it with ``x1 = x2 = x``); the input is simplified.
+
+    Without ``irreps_out``: no weights; ``uvuv`` for pairs of different entries, ``uvu<v`` (mul > 1)
+    plus ``uuu`` (even ``l_out`` only) within an entry; output sorted. With ``irreps_out`` (simplified):
+    weighted ``uvw``, ``u<vw`` and ``uuw`` paths. Equal to ``o3.TensorSquare(...).plan``.
+    """
+    return tensor_product_plan(**tensor_square_spec(irreps_in, irreps_out, filter_ir_out, irrep_normalization))

@@ -12,8 +12,14 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 
-from ..core.irreps import Irrep, Irreps
+from ..core.irreps import Irreps
 from ..core.tensor_product import Instruction, TensorProductPlan, tensor_product_plan
+from ..core.tensor_product_builders import (
+    elementwise_tensor_product_spec,
+    full_tensor_product_spec,
+    fully_connected_tensor_product_spec,
+    tensor_square_spec,
+)
 from ..kernels.reference.tensor_product import tensor_product, tensor_product_right
 
 __all__ = [
@@ -44,18 +50,6 @@ def _prod(shape: Sequence[int]) -> int:
     for s in shape:
         out *= s
     return out
-
-
-def _parse_filter(filter_ir_out: Any) -> Optional[list]:
-    """``filter_ir_out`` as a list of Irrep (a string or Irreps is read as irreps), or None."""
-    if filter_ir_out is None:
-        return None
-    try:
-        if isinstance(filter_ir_out, (str, Irreps)):
-            return [ir for _, ir in Irreps(filter_ir_out)]
-        return [Irrep(ir) for ir in filter_ir_out]
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"filter_ir_out={filter_ir_out!r} must be an iterable of irreps: {err}") from None
 
 
 def _check_features(x: Any, dim: int, name: str) -> None:
@@ -442,23 +436,8 @@ class FullyConnectedTensorProduct(TensorProduct):
         path_normalization: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        irreps_in1, irreps_in2, irreps_out = Irreps(irreps_in1), Irreps(irreps_in2), Irreps(irreps_out)
-        instructions = [
-            (i1, i2, io, "uvw", True, 1.0)
-            for i1, (_, ir1) in enumerate(irreps_in1)
-            for i2, (_, ir2) in enumerate(irreps_in2)
-            for io, (_, iro) in enumerate(irreps_out)
-            if iro in ir1 * ir2
-        ]
-        super().__init__(
-            irreps_in1,
-            irreps_in2,
-            irreps_out,
-            instructions,
-            irrep_normalization=irrep_normalization,
-            path_normalization=path_normalization,
-            **kwargs,
-        )
+        spec = fully_connected_tensor_product_spec(irreps_in1, irreps_in2, irreps_out, irrep_normalization, path_normalization)
+        super().__init__(**spec, **kwargs)
 
 
 class FullTensorProduct(TensorProduct):
@@ -476,20 +455,7 @@ class FullTensorProduct(TensorProduct):
         irrep_normalization: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        irreps_in1, irreps_in2 = Irreps(irreps_in1).simplify(), Irreps(irreps_in2).simplify()
-        keep = _parse_filter(filter_ir_out)
-        out = []
-        instructions = []
-        for i1, (m1, ir1) in enumerate(irreps_in1):
-            for i2, (m2, ir2) in enumerate(irreps_in2):
-                for iro in ir1 * ir2:
-                    if keep is not None and iro not in keep:
-                        continue
-                    instructions.append((i1, i2, len(out), "uvuv", False))
-                    out.append((m1 * m2, iro))
-        irreps_out, p, _ = Irreps(out).sort()
-        instructions = [(i1, i2, p[io], mode, hw) for i1, i2, io, mode, hw in instructions]
-        super().__init__(irreps_in1, irreps_in2, irreps_out, instructions, irrep_normalization=irrep_normalization, **kwargs)
+        super().__init__(**full_tensor_product_spec(irreps_in1, irreps_in2, filter_ir_out, irrep_normalization), **kwargs)
 
 
 class ElementwiseTensorProduct(TensorProduct):
@@ -507,50 +473,7 @@ class ElementwiseTensorProduct(TensorProduct):
         irrep_normalization: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        irreps_in1, irreps_in2 = Irreps(irreps_in1).simplify(), Irreps(irreps_in2).simplify()
-        keep = _parse_filter(filter_ir_out)
-        if irreps_in1.num_irreps != irreps_in2.num_irreps:
-            raise ValueError(
-                f"ElementwiseTensorProduct needs the same number of irreps: {irreps_in1} has "
-                f"{irreps_in1.num_irreps}, {irreps_in2} has {irreps_in2.num_irreps}"
-            )
-        a, b = [tuple(m) for m in irreps_in1], [tuple(m) for m in irreps_in2]
-        i = 0
-        while i < len(a):  # split the larger entry so that entry i has the same multiplicity on both sides
-            (m1, ir1), (m2, ir2) = a[i], b[i]
-            if m1 < m2:
-                b[i] = (m1, ir2)
-                b.insert(i + 1, (m2 - m1, ir2))
-            elif m2 < m1:
-                a[i] = (m2, ir1)
-                a.insert(i + 1, (m1 - m2, ir1))
-            i += 1
-        out = []
-        instructions = []
-        for i, ((mul, ir1), (_, ir2)) in enumerate(zip(a, b)):
-            for iro in ir1 * ir2:
-                if keep is not None and iro not in keep:
-                    continue
-                instructions.append((i, i, len(out), "uuu", False))
-                out.append((mul, iro))
-        super().__init__(Irreps(a), Irreps(b), Irreps(out), instructions, irrep_normalization=irrep_normalization, **kwargs)
-
-
-def _diagonal_alpha(irrep_normalization: str, ir_in: Irrep, ir_out: Irrep) -> float:
-    """The special alpha of the diagonal (``uuu``/``uuw``) paths of TensorSquare (conventions 5.4)."""
-    if irrep_normalization == "component":
-        return ir_out.dim / (ir_in.dim + 2) if ir_out.l == 0 else ir_out.dim / 2
-    if irrep_normalization == "norm":
-        return ir_out.dim * ir_in.dim if ir_out.l == 0 else ir_in.dim * (ir_in.dim + 2) / 2
-    return 1
-
-
-def _alpha(irrep_normalization: str, ir1: Irrep, ir2: Irrep, ir_out: Irrep) -> float:
-    if irrep_normalization == "component":
-        return ir_out.dim
-    if irrep_normalization == "norm":
-        return ir1.dim * ir2.dim
-    return 1
+        super().__init__(**elementwise_tensor_product_spec(irreps_in1, irreps_in2, filter_ir_out, irrep_normalization), **kwargs)
 
 
 class TensorSquare(TensorProduct):
@@ -570,51 +493,7 @@ class TensorSquare(TensorProduct):
         irrep_normalization: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        if irrep_normalization is None:
-            irrep_normalization = "component"
-        if irrep_normalization not in ("component", "norm", "none"):
-            raise ValueError(f"irrep_normalization must be 'component', 'norm' or 'none', got {irrep_normalization!r}")
-        irreps_in = Irreps(irreps_in).simplify()
-        keep = _parse_filter(filter_ir_out)
-        instructions = []
-        if irreps_out is None:
-            out = []
-            for i1, (m1, ir1) in enumerate(irreps_in):
-                for i2, (m2, ir2) in enumerate(irreps_in):
-                    for iro in ir1 * ir2:
-                        if keep is not None and iro not in keep:
-                            continue
-                        alpha = _alpha(irrep_normalization, ir1, ir2, iro)
-                        if i1 < i2:
-                            instructions.append((i1, i2, len(out), "uvuv", False, alpha))
-                            out.append((m1 * m2, iro))
-                        elif i1 == i2:
-                            if m1 > 1:
-                                instructions.append((i1, i1, len(out), "uvu<v", False, alpha))
-                                out.append((m1 * (m1 - 1) // 2, iro))
-                            if iro.l % 2 == 0:
-                                instructions.append((i1, i1, len(out), "uuu", False, _diagonal_alpha(irrep_normalization, ir1, iro)))
-                                out.append((m1, iro))
-            irreps_out, p, _ = Irreps(out).sort()
-            instructions = [(i1, i2, p[io], mode, hw, a) for i1, i2, io, mode, hw, a in instructions]
-        else:
-            if filter_ir_out is not None:
-                raise ValueError("give irreps_out or filter_ir_out, not both (ambiguous)")
-            irreps_out = Irreps(irreps_out).simplify()
-            for i1, (m1, ir1) in enumerate(irreps_in):
-                for i2, (_, ir2) in enumerate(irreps_in):
-                    for io, (_, iro) in enumerate(irreps_out):
-                        if iro not in ir1 * ir2:
-                            continue
-                        alpha = _alpha(irrep_normalization, ir1, ir2, iro)
-                        if i1 < i2:
-                            instructions.append((i1, i2, io, "uvw", True, alpha))
-                        elif i1 == i2:
-                            if m1 > 1:
-                                instructions.append((i1, i1, io, "u<vw", True, alpha))
-                            if iro.l % 2 == 0:
-                                instructions.append((i1, i1, io, "uuw", True, _diagonal_alpha(irrep_normalization, ir1, iro)))
-        super().__init__(irreps_in, irreps_in, irreps_out, instructions, irrep_normalization="none", **kwargs)
+        super().__init__(**tensor_square_spec(irreps_in, irreps_out, filter_ir_out, irrep_normalization), **kwargs)
 
     def _setup(self, plan: TensorProductPlan, internal_weights: Optional[bool], shared_weights: Optional[bool]) -> None:
         super()._setup(plan, internal_weights, shared_weights)

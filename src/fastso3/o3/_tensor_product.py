@@ -20,6 +20,9 @@ from ..core.tensor_product_builders import (
     fully_connected_tensor_product_spec,
     tensor_square_spec,
 )
+from ..core.channelwise import is_channelwise
+from ..kernels import registry
+from ..kernels.channelwise import channelwise_tensor_product, register_channelwise_plan
 from ..kernels.reference.tensor_product import tensor_product, tensor_product_right
 
 __all__ = [
@@ -50,6 +53,16 @@ def _prod(shape: Sequence[int]) -> int:
     for s in shape:
         out *= s
     return out
+
+
+def _channelwise_forward(plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], w.shape[:-1])
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return t.expand(*batch, t.shape[-1]).reshape(-1, t.shape[-1])
+
+    out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), "cpu")
+    return out.reshape(*batch, plan.irreps_out.dim)
 
 
 def _check_features(x: Any, dim: int, name: str) -> None:
@@ -89,6 +102,9 @@ class TensorProduct(torch.nn.Module):
         compile_left_right, compile_right, _specialized_code, _optimize_einsums: accepted for e3nn
             compatibility and ignored (``right`` is always available).
         normalization: deprecated alias of ``irrep_normalization``.
+        backend: None (default: the compiled CPU kernel for channel-wise ``uvu`` products with per-sample
+            weights and multiplicity-1 second inputs on CPU float32/float64, the reference otherwise),
+            ``'cpu'`` (that kernel; raises where it does not apply) or ``'reference'`` (per-path einsums).
 
     Attributes:
         plan: the :class:`~fastso3.core.tensor_product.TensorProductPlan`.
@@ -114,8 +130,13 @@ class TensorProduct(torch.nn.Module):
         normalization: Optional[str] = None,
         _specialized_code: Optional[bool] = None,
         _optimize_einsums: Optional[bool] = None,
+        *,
+        backend: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if backend is not None and backend not in registry.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {registry.BACKENDS} or None")
+        self.backend = backend
         if normalization is not None:
             warnings.warn("`normalization` is deprecated; use `irrep_normalization`", DeprecationWarning, stacklevel=2)
             irrep_normalization = normalization
@@ -144,6 +165,11 @@ class TensorProduct(torch.nn.Module):
         if internal_weights and not shared_weights:
             raise ValueError("internal_weights=True requires shared_weights=True")
         self.plan = plan
+        # The compiled CPU kernel covers channel-wise products with per-sample weights (MACE/NequIP's
+        # interaction); its table is registered once, here.
+        self._channelwise = not shared_weights and is_channelwise(plan)
+        if self._channelwise:
+            register_channelwise_plan(plan)
         self.irreps_in1 = plan.irreps_in1
         self.irreps_in2 = plan.irreps_in2
         self.irreps_out = plan.irreps_out
@@ -201,6 +227,7 @@ class TensorProduct(torch.nn.Module):
         """A module of this class executing ``plan`` (used by :mod:`fastso3.compat`)."""
         module = cls.__new__(cls)
         torch.nn.Module.__init__(module)
+        module.backend = None
         module._setup(plan, internal_weights, shared_weights)
         return module
 
@@ -290,8 +317,21 @@ class TensorProduct(torch.nn.Module):
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         self._check_dtype(x.dtype)
         w = self._get_weights(weight, x.dtype)
+        if self._run_backend(x) == "cpu":
+            return _channelwise_forward(self.plan, x, y, w)
         cgs, pairs = self._constants()
         return tensor_product(self.plan, x, y, w, cgs, pairs, self.shared_weights)
+
+    def _run_backend(self, x: torch.Tensor) -> str:
+        """'cpu' (fused channel-wise kernel) where it applies, else 'reference'; an explicit 'cpu' that
+        cannot run raises."""
+        if self.backend == "cpu" and not self._channelwise:
+            raise registry.BackendUnavailable(
+                "tensor_product: backend 'cpu' covers channel-wise ('uvu') products with per-sample weights and "
+                "multiplicity-1 second inputs only; use backend='reference' or None"
+            )
+        backend = "reference" if not self._channelwise else self.backend
+        return registry.resolve_backend("tensor_product", backend, x.device, x.dtype)
 
     def right(self, y: torch.Tensor, weight: WeightLike = None) -> torch.Tensor:
         """The operator of ``x -> forward(x, y)``: ``(..., irreps_in2.dim) -> (..., irreps_in1.dim, irreps_out.dim)``.

@@ -74,6 +74,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, f"fastso3_normalize_vjp_{suffix}")
         fn.argtypes = [p, p, p, i64, i32]
         fn.restype = None
+        channeled = [p, i64, i64, p, p]  # data, per-sample stride, rows, row bases, row steps
+        fn = getattr(lib, f"fastso3_cw_channeled_{suffix}")
+        fn.argtypes = [*channeled, *channeled, p, i64, *channeled, i64, i64, i64, p, p, p, p, p, i32]
+        fn.restype = None
+        fn = getattr(lib, f"fastso3_cw_scalar_{suffix}")
+        fn.argtypes = [*channeled, *channeled, *channeled, p, i64, i64, i64, i64, p, p, p, p, p, i32]
+        fn.restype = None
     lib.fastso3_abi_version.restype = ctypes.c_int
 
 

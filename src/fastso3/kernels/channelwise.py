@@ -1,0 +1,192 @@
+"""Channel-wise ("uvu") tensor products as two table-driven ops, channels innermost.
+
+A table has four index slots and a coefficient per entry; slot 0 indexes the output ``g``, slot 1 the
+input ``x``, slot 2 the channel-free input ``y`` (e.g. spherical harmonics) and slot 3 the weights ``w``:
+
+    F(g, x, y, w) = sum_e c[e] sum_u g[o_e, u] x[a_e, u] y[s_e] w[b_e, u]      (per sample)
+
+Every derivative of the product ``out = dF/dg`` is a partial derivative of this 4-linear form, i.e. one of
+
+- ``cw_channeled(A, B, S)``: ``out[i, u] = sum_e c A[.., u] B[.., u] S[..]`` (output in a channeled slot),
+- ``cw_scalar(A, B, D)``:    ``out[i]    = sum_e c sum_u A[.., u] B[.., u] D[.., u]`` (output in slot 2),
+
+with ``roles`` naming which table slot indexes the output and each operand. Autograd permutes the roles,
+so derivatives of every order reuse the two kernels. Channeled tensors are ``(Z, n, C)``, slot-2
+tensors ``(Z, n)``. Tables are named (see :func:`register_table`) rather than passed as tensors, which
+keeps constant tensors out of traced graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from . import registry
+
+__all__ = [
+    "SCALAR_SLOT",
+    "channelwise_tensor_product",
+    "cw_channeled_op",
+    "cw_scalar_op",
+    "register_channelwise_plan",
+    "register_table",
+]
+
+SCALAR_SLOT = 2
+# name -> (index slots, coefficients, per-slot layout); a layout is (row bases, row steps, channels, dim)
+# for a channeled slot and (None, None, 0, dim) for the channel-free slot 2.
+_TABLES: dict[str, tuple] = {}
+
+
+def register_table(name: str, slots: tuple, coef: np.ndarray, layouts: tuple) -> str:
+    """Register a table under ``name``: four int64 index arrays, float64 coefficients, four slot layouts.
+
+    A channeled slot's layout is ``(base, step, C, dim)``: row ``r``, channel ``u`` of a sample lives at
+    ``base[r] + u * step[r]`` of its ``dim`` values (e3nn's mul_ir blocks have step ``2l+1``).
+    """
+    if name in _TABLES:
+        return name
+    if len(slots) != 4 or len(layouts) != 4 or any(len(sl) != len(coef) for sl in slots):
+        raise ValueError("a channel-wise table needs four index arrays of the coefficients' length and four layouts")
+    for sl, (base, _, _, dim) in zip(slots, layouts):
+        rows = dim if base is None else len(base)
+        if len(sl) and (sl.min() < 0 or sl.max() >= rows):
+            raise ValueError(f"table {name!r}: an index is out of range for its slot of {rows} rows")
+    _TABLES[name] = (tuple(np.asarray(sl, dtype=np.int64) for sl in slots), np.asarray(coef, np.float64), layouts)
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _tensors(name: str, roles: tuple[int, ...], device: torch.device, dtype: torch.dtype):
+    slots, coef, _ = _TABLES[name]
+    order = np.argsort(slots[roles[0]], kind="stable")  # output-sorted: accumulation stays in cache
+    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
+    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _layout(name: str, slot: int, device: torch.device):
+    """(base, step, flat index (rows, C)) tensors of a channeled slot."""
+    base, step, channels, _ = _TABLES[name][2][slot]
+    flat = base[:, None] + np.arange(channels)[None, :] * step[:, None]
+    return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device) for a in (base, step, flat))
+
+
+def _dim(name: str, slot: int) -> int:
+    return _TABLES[name][2][slot][3]
+
+
+def _channels(name: str) -> int:
+    return _TABLES[name][2][0][2]
+
+
+def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch.Tensor:
+    io, ia, ib, ic, coef = _tensors(name, tuple(roles), a.device, a.dtype)
+    z, n_out = a.shape[0], _dim(name, roles[0])
+    channeled = [0, 1, 2] if kind == "scalar" else [0, 1]  # which of (a, b, c) carry channels
+    if backend == "reference":
+        rows = [t[:, _layout(name, roles[1 + i], t.device)[2]] if i in channeled else t for i, t in enumerate((a, b, c))]
+        if kind == "channeled":
+            terms = rows[0][:, ia] * rows[1][:, ib] * (rows[2][:, ic] * coef).unsqueeze(-1)
+            flat = _layout(name, roles[0], a.device)[2]
+            out_rows = terms.new_zeros(z, flat.shape[0], flat.shape[1]).index_add_(1, io, terms)
+            out = out_rows.new_zeros(z, n_out)
+            out[:, flat] = out_rows
+            return out
+        terms = (rows[0][:, ia] * rows[1][:, ib] * rows[2][:, ic]).sum(-1) * coef
+        return terms.new_zeros(z, n_out).index_add_(1, io, terms)
+    from .cpu.loader import load_library
+
+    a, b, c = a.contiguous(), b.contiguous(), c.contiguous()
+    out = a.new_empty(z, n_out)
+
+    def described(t, slot):
+        base, step, _ = _layout(name, slot, t.device)
+        return t.data_ptr(), t.shape[1], base.numel(), base.data_ptr(), step.data_ptr()
+
+    ops = [described(a, roles[1]), described(b, roles[2])]
+    ops.append(described(c, roles[3]) if kind == "scalar" else (c.data_ptr(), c.shape[1]))
+    target = described(out, roles[0]) if kind == "channeled" else (out.data_ptr(), n_out)
+    fn = getattr(load_library(), f"fastso3_cw_{kind}_{'f32' if a.dtype == torch.float32 else 'f64'}")
+    fn(*ops[0], *ops[1], *ops[2], *target, z, _channels(name), coef.numel(), io.data_ptr(), ia.data_ptr(),
+       ib.data_ptr(), ic.data_ptr(), coef.data_ptr(), torch.get_num_threads())  # fmt: skip
+    return out
+
+
+@torch.library.custom_op("fastso3::cw_channeled", mutates_args=())
+def cw_channeled_op(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
+    """a, b: (Z, dim) channeled, s: (Z, ns) channel-free -> (Z, dim_out); ``roles`` = slots of (out, a, b, s)."""
+    registry.record("channelwise_tensor_product", backend)
+    return _run("channeled", a, b, s, table, roles, backend)
+
+
+@cw_channeled_op.register_fake
+def _(a, b, s, table, roles, backend):
+    return a.new_empty(a.shape[0], _dim(table, roles[0]))
+
+
+@torch.library.custom_op("fastso3::cw_scalar", mutates_args=())
+def cw_scalar_op(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
+    """a, b, d: (Z, dim) channeled -> (Z, n_out) in the channel-free slot; ``roles`` = slots of (out, a, b, d)."""
+    registry.record("channelwise_tensor_product", backend)
+    return _run("scalar", a, b, d, table, roles, backend)
+
+
+@cw_scalar_op.register_fake
+def _(a, b, d, table, roles, backend):
+    return a.new_empty(a.shape[0], _dim(table, roles[0]))
+
+
+def _setup(ctx, inputs, output):
+    *tensors, table, roles, backend = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.table, ctx.roles, ctx.backend = table, roles, backend
+
+
+def _channeled_backward(ctx, g):
+    a, b, s = ctx.saved_tensors
+    o, ra, rb, rs = ctx.roles
+    t, be = ctx.table, ctx.backend
+    ga = cw_channeled_op(g, b, s, t, [ra, o, rb, rs], be) if ctx.needs_input_grad[0] else None
+    gb = cw_channeled_op(a, g, s, t, [rb, ra, o, rs], be) if ctx.needs_input_grad[1] else None
+    gs = cw_scalar_op(g, a, b, t, [rs, o, ra, rb], be) if ctx.needs_input_grad[2] else None
+    return ga, gb, gs, None, None, None
+
+
+def _scalar_backward(ctx, g):
+    a, b, d = ctx.saved_tensors
+    o, ra, rb, rd = ctx.roles
+    t, be = ctx.table, ctx.backend
+    ga = cw_channeled_op(b, d, g, t, [ra, rb, rd, o], be) if ctx.needs_input_grad[0] else None
+    gb = cw_channeled_op(a, d, g, t, [rb, ra, rd, o], be) if ctx.needs_input_grad[1] else None
+    gd = cw_channeled_op(a, b, g, t, [rd, ra, rb, o], be) if ctx.needs_input_grad[2] else None
+    return ga, gb, gd, None, None, None
+
+
+cw_channeled_op.register_autograd(_channeled_backward, setup_context=_setup)
+cw_scalar_op.register_autograd(_scalar_backward, setup_context=_setup)
+
+
+def _plan_table_name(plan) -> str:
+    return f"uvu:{hash(plan.key)}"
+
+
+def register_channelwise_plan(plan) -> str:
+    """Register the table of a channel-wise plan (``fastso3.core.channelwise``); returns its name."""
+    from ..core.channelwise import channelwise_table
+
+    name = _plan_table_name(plan)
+    if name not in _TABLES:
+        register_table(name, *channelwise_table(plan))
+    return name
+
+
+def channelwise_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, backend: str) -> torch.Tensor:
+    """A registered channel-wise plan on per-sample inputs, in e3nn's layouts.
+
+    x1: ``(Z, irreps_in1.dim)``, x2: ``(Z, irreps_in2.dim)``, weight: ``(Z, weight_numel)``, one dtype
+    -> ``(Z, irreps_out.dim)``. One table op; every derivative is the same pair of kernels.
+    """
+    return cw_channeled_op(x1, weight, x2, _plan_table_name(plan), [0, 1, 3, 2], backend)

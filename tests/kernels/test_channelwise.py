@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from fastso3 import o3
+from fastso3.core.channelwise import is_channelwise
+from fastso3.kernels import registry
+from fastso3.kernels.channelwise import channelwise_tensor_product
+
+e3nn_o3 = pytest.importorskip("e3nn.o3")
+
+
+def uvu_args(channels=3, lmax=2):
+    irreps_in1 = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+    irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+    irreps_out, instructions = [], []
+    for i1, (_, ir1) in enumerate(irreps_in1):
+        for i2, (_, ir2) in enumerate(irreps_sh):
+            for ir_out in ir1 * ir2:
+                if ir_out.l <= lmax:
+                    instructions.append((i1, i2, len(irreps_out), "uvu", True))
+                    irreps_out.append((channels, ir_out))
+    return str(irreps_in1), str(irreps_sh), str(o3.Irreps(irreps_out)), instructions
+
+
+def modules(dtype=torch.float64, **kw):
+    args = uvu_args(**kw)
+    fast = o3.TensorProduct(*args, shared_weights=False).to(dtype)
+    ref = o3.TensorProduct(*args, shared_weights=False, backend="reference").to(dtype)
+    return fast, ref
+
+
+def inputs(tp, batch=(7,), dtype=torch.float64):
+    return [torch.randn(*batch, d, dtype=dtype) for d in (tp.irreps_in1.dim, tp.irreps_in2.dim, tp.weight_numel)]
+
+
+def test_default_runs_the_kernel_and_matches_reference_and_e3nn(f64):
+    fast, ref = modules()
+    assert fast._channelwise and is_channelwise(fast.plan)
+    x, y, w = inputs(fast)
+    out = fast(x, y, w)
+    assert registry.last_backend("channelwise_tensor_product") == "cpu"
+    torch.testing.assert_close(out, ref(x, y, w), rtol=0, atol=1e-12)
+    theirs = e3nn_o3.TensorProduct(*uvu_args(), shared_weights=False)
+    assert (out - theirs(x, y, w)).abs().max() <= 1e-10
+
+
+def test_gradients_and_double_gradients_match_reference():
+    fast, ref = modules()
+    x, y, w = inputs(fast)
+    g = torch.randn(7, fast.irreps_out.dim, dtype=torch.float64)
+
+    def grads(module):
+        leaves = [t.clone().requires_grad_() for t in (x, y, w)]
+        first = torch.autograd.grad((module(*leaves) * g).sum(), leaves, create_graph=True)
+        second = torch.autograd.grad(sum((f.sin()).sum() for f in first), leaves)
+        return first + second
+
+    for ours, theirs in zip(grads(fast), grads(ref)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_gradcheck_gradgradcheck_of_the_table_ops(backend):
+    fast, _ = modules(channels=2, lmax=1)
+    leaves = [t.requires_grad_() for t in inputs(fast, batch=(3,))]
+    fn = lambda a, b, c: channelwise_tensor_product(fast.plan, a, b, c, backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, leaves)
+    assert torch.autograd.gradgradcheck(fn, leaves)
+
+
+def test_float32_within_reference_precision():
+    fast32, ref32 = modules(dtype=torch.float32, channels=8, lmax=3)
+    _, ref64 = modules(dtype=torch.float64, channels=8, lmax=3)
+    x, y, w = inputs(ref64, batch=(50,))
+    exact = ref64(x, y, w)
+    budget = (ref32(x.float(), y.float(), w.float()).double() - exact).abs().max()
+    err = (fast32(x.float(), y.float(), w.float()).double() - exact).abs().max()
+    assert err <= 4 * budget
+
+
+def test_batch_broadcasting():
+    fast, ref = modules()
+    x, _, w = inputs(fast, batch=(2, 1, 4))
+    y = torch.randn(3, 4, fast.irreps_in2.dim, dtype=torch.float64)  # broadcasts to (2, 3, 4)
+    out = fast(x, y, w)
+    assert out.shape == (2, 3, 4, fast.irreps_out.dim)
+    torch.testing.assert_close(out, ref(x, y, w), rtol=0, atol=1e-12)
+
+
+def test_explicit_cpu_backend_raises_where_it_does_not_apply():
+    args = uvu_args()
+    shared = o3.TensorProduct(*args, backend="cpu").double()  # shared weights: not covered by the kernel
+    x, y, _ = inputs(shared)
+    with pytest.raises(registry.BackendUnavailable):
+        shared(x, y)
+    with pytest.raises(ValueError, match="unknown backend"):
+        o3.TensorProduct(*args, backend="gpu")
+
+
+@pytest.mark.compile
+def test_compile_fullgraph_dynamic_matches_eager():
+    torch._dynamo.reset()
+    fast, _ = modules(dtype=torch.float32)
+    compiled = torch.compile(fast, fullgraph=True, dynamic=True)
+    for n in (5, 9):
+        x, y, w = (t.requires_grad_() for t in inputs(fast, batch=(n,), dtype=torch.float32))
+        eager = fast(x, y, w)
+        (ge,) = torch.autograd.grad(eager.pow(2).sum(), x)
+        out = compiled(x, y, w)
+        (gc,) = torch.autograd.grad(out.pow(2).sum(), x)
+        torch.testing.assert_close(out, eager)
+        torch.testing.assert_close(gc, ge)

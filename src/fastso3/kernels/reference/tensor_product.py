@@ -152,10 +152,15 @@ def tensor_product(
                 out = torch.einsum("zuk,uw->zwk", prod, w)
             else:
                 out = torch.einsum("zuk,zuw->zwk", prod, w)
+        elif mode == "uvw" and shared_weights:
+            # Shared weights: contract them with x first (one large matmul) instead of building the
+            # (z, m1, m2, d3) product of the two inputs.
+            xw = torch.einsum("zui,uvw->zivw", x, w)
+            out = torch.einsum("zivw,zvik->zwk", xw, torch.einsum("zvj,ijk->zvik", y, cg))
         else:
             prod = _contract_cg(x, y, cg, False, in1_first)  # (z, m1, m2, d3)
             if mode == "uvw":
-                out = torch.einsum("zuvk,uvw->zwk" if shared_weights else "zuvk,zuvw->zwk", prod, w)
+                out = torch.einsum("zuvk,zuvw->zwk", prod, w)
             elif mode == "uvu":
                 if w is None:
                     out = prod.sum(2)

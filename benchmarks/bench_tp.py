@@ -37,16 +37,13 @@ def _e3nn_o3():
 
 
 def _uvu(o3, channels: int, lmax: int):
+    from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
+
     irreps_in1 = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
     irreps_sh = o3.Irreps.spherical_harmonics(lmax)
-    irreps_out, instructions = [], []
-    for i1, (_, ir1) in enumerate(irreps_in1):
-        for i2, (_, ir2) in enumerate(irreps_sh):
-            for ir_out in ir1 * ir2:
-                if ir_out.l <= lmax:
-                    instructions.append((i1, i2, len(irreps_out), "uvu", True))
-                    irreps_out.append((channels, ir_out))
-    return o3.TensorProduct(irreps_in1, irreps_sh, o3.Irreps(irreps_out), instructions, shared_weights=False)
+    keep = [(l, p) for l in range(lmax + 1) for p in (1, -1)]
+    spec = channelwise_tensor_product_spec(str(irreps_in1), str(irreps_sh), keep)
+    return o3.TensorProduct(irreps_in1, irreps_sh, str(spec["irreps_out"]), spec["instructions"], shared_weights=False)
 
 
 def _configs(quick: bool) -> list[tuple[str, callable, int]]:

@@ -3,6 +3,7 @@ import torch
 
 from fastso3 import o3
 from fastso3.core.channelwise import is_channelwise
+from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
 from fastso3.kernels import registry
 from fastso3.kernels.channelwise import channelwise_tensor_product
 
@@ -11,15 +12,9 @@ e3nn_o3 = pytest.importorskip("e3nn.o3")
 
 def uvu_args(channels=3, lmax=2):
     irreps_in1 = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
-    irreps_sh = o3.Irreps.spherical_harmonics(lmax)
-    irreps_out, instructions = [], []
-    for i1, (_, ir1) in enumerate(irreps_in1):
-        for i2, (_, ir2) in enumerate(irreps_sh):
-            for ir_out in ir1 * ir2:
-                if ir_out.l <= lmax:
-                    instructions.append((i1, i2, len(irreps_out), "uvu", True))
-                    irreps_out.append((channels, ir_out))
-    return str(irreps_in1), str(irreps_sh), str(o3.Irreps(irreps_out)), instructions
+    keep = [(l, p) for l in range(lmax + 1) for p in (1, -1)]
+    spec = channelwise_tensor_product_spec(irreps_in1, o3.Irreps.spherical_harmonics(lmax), keep)
+    return str(irreps_in1), str(spec["irreps_in2"]), str(spec["irreps_out"]), spec["instructions"]
 
 
 def modules(dtype=torch.float64, **kw):

@@ -58,6 +58,23 @@ def _spec(irreps_in1: Irreps, irreps_in2: Irreps, irreps_out: Irreps, instructio
     }
 
 
+def channelwise_tensor_product_spec(irreps_in1: Any, irreps_in2: Any, filter_ir_out: Any = None) -> Spec:
+    """MACE/NequIP-style channel-wise product: a weighted ``uvu`` path for every ``(i1, i2)`` and every
+    ``ir_out`` in ``ir1 * ir2`` (kept if in ``filter_ir_out``), each into its own output entry
+    ``mul1 x ir_out`` in generation order. Its weights are per path and channel (``path_shape (mul1, mul2)``).
+    """
+    irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
+    keep = _irrep_filter(filter_ir_out)
+    irreps_out, instructions = [], []
+    for i1, (mul1, ir1) in enumerate(irreps_in1):
+        for i2, (_, ir2) in enumerate(irreps_in2):
+            for ir_out in ir1 * ir2:
+                if keep is None or ir_out in keep:
+                    instructions.append((i1, i2, len(irreps_out), "uvu", True, 1.0))
+                    irreps_out.append((mul1, ir_out))
+    return _spec(irreps_in1, irreps_in2, Irreps(irreps_out), instructions)
+
+
 def fully_connected_tensor_product_spec(
     irreps_in1: Any,
     irreps_in2: Any,

@@ -1,4 +1,4 @@
-"""Builds and loads the CPU kernel library (``csrc/fastso3_cpu.cpp``) through ctypes.
+"""Builds and loads the CPU kernel library (every ``csrc/*.cpp``, one shared object) through ctypes.
 
 The library has a plain C ABI and includes no libtorch or Python headers, so it compiles in
 about a second with the system C++ compiler. It is built on first use and cached under
@@ -18,9 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["load_library", "library_status", "CPUKernelUnavailable"]
+__all__ = ["load_library", "library_function", "library_status", "CPUKernelUnavailable"]
 
-_SOURCE = Path(__file__).parent / "csrc" / "fastso3_cpu.cpp"
+_SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 _ABI_VERSION = 1
 
@@ -44,7 +44,7 @@ def _cache_dir() -> Path:
 
 def _build(compiler: str) -> Path:
     key = hashlib.sha256(
-        b"\0".join([_SOURCE.read_bytes(), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
+        b"\0".join([*(src.read_bytes() for src in _SOURCES), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
     ).hexdigest()[:16]
     target = _cache_dir() / f"fastso3_cpu_{key}.so"
     if target.exists():
@@ -53,7 +53,7 @@ def _build(compiler: str) -> Path:
     # Build into a private temporary file, then rename atomically: concurrent first uses are safe.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", tmp]
+    cmd = [compiler, *_FLAGS, *map(str, _SOURCES), "-o", tmp]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(tmp)
@@ -108,3 +108,15 @@ def library_status() -> tuple[bool, str]:
     """``(available, reason)`` without raising."""
     lib = _load()
     return (False, str(lib)) if isinstance(lib, CPUKernelUnavailable) else (True, "compiled C++ kernels loaded")
+
+
+@functools.lru_cache(maxsize=None)
+def library_function(name: str, *argtypes) -> ctypes._CFuncPtr:
+    """The library's C function ``name`` with its ctypes argument types declared (``restype`` void).
+
+    Kernel modules declare their own signatures here, so a new ``csrc/*.cpp`` needs no change to this file.
+    """
+    fn = getattr(load_library(), name)
+    fn.argtypes = list(argtypes)
+    fn.restype = None
+    return fn

@@ -97,6 +97,11 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch
             return out
         terms = (rows[0][:, ia] * rows[1][:, ib] * rows[2][:, ic]).sum(-1) * coef
         return terms.new_zeros(z, n_out).index_add_(1, io, terms)
+    if backend == "triton":
+        from .triton import kernels as triton_kernels
+
+        layouts = [None if slot == SCALAR_SLOT else _layout(name, slot, a.device)[:2] for slot in roles]
+        return triton_kernels.channelwise(kind, a, b, c, layouts, n_out, (io, ia, ib, ic, coef), _channels(name))
     from .cpu.loader import load_library
 
     a, b, c = a.contiguous(), b.contiguous(), c.contiguous()

@@ -46,6 +46,10 @@ def _ptr(t: torch.Tensor) -> int:
 def _sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size, backend):
     if backend == "reference":
         return reference_sa.sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size)
+    if backend == "triton":
+        from .triton import kernels as triton_kernels
+
+        return triton_kernels.sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size)
     from .cpu.loader import load_library
 
     lead = x1.shape[:-1]

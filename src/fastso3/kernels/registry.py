@@ -4,22 +4,31 @@ Backends:
 
 - ``"reference"``: readable pure-torch code on any device; the test oracle.
 - ``"cpu"``: compiled C++ kernels for CPU tensors (built on first use, see ``kernels/cpu/loader.py``).
+- ``"triton"``: Triton kernels (``kernels/triton/``) for CUDA tensors, or for CPU tensors under the
+  Triton interpreter (``TRITON_INTERPRET=1``, how CI tests them). Covers the ops in ``TRITON_OPS``.
 
 ``backend=None`` means the default for the tensor's device: ``"cpu"`` for CPU tensors (with a
-one-time warning and ``"reference"`` only if the compiler is missing), ``"reference"`` elsewhere.
-An explicitly requested backend that cannot run raises :class:`BackendUnavailable`: it never
-silently becomes another one. ``last_backend(op)`` tells which backend an op last ran with.
+one-time warning and ``"reference"`` only if the compiler is missing), ``"triton"`` for CUDA tensors
+of ops it covers when triton imports, ``"reference"`` otherwise. An explicitly requested backend that
+cannot run raises :class:`BackendUnavailable`: it never silently becomes another one.
+``last_backend(op)`` tells which backend an op last ran with.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 
 import torch
 
-__all__ = ["BACKENDS", "BackendUnavailable", "available_backends", "resolve_backend", "last_backend"]
+__all__ = ["BACKENDS", "TRITON_OPS", "BackendUnavailable", "available_backends", "last_backend", "resolve_backend"]
 
-BACKENDS = ("reference", "cpu")
+BACKENDS = ("reference", "cpu", "triton")
+TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product")
+_CPU_DTYPES = (torch.float32, torch.float64)
+# Half precisions are read and written as such but accumulated in float32.
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _LAST: dict[str, str] = {}
 _WARNED: set[str] = set()
@@ -37,12 +46,37 @@ def _cpu_status() -> tuple[bool, str]:
     return library_status()
 
 
+@functools.cache
+def _triton_import_error() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError as err:
+        return f"triton does not import ({err})"
+    return None
+
+
+@torch.compiler.assume_constant_result
+def _triton_status(device_type: str) -> tuple[bool, str]:
+    error = _triton_import_error()
+    if error is not None:
+        return False, error
+    if device_type == "cuda":
+        return True, ""
+    if device_type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return True, ""
+        return False, "CPU tensors need the Triton interpreter: TRITON_INTERPRET=1 set before triton is imported"
+    return False, f"no Triton support for device type {device_type!r}"
+
+
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
-    """The backends that can run on ``device`` in this process."""
+    """The backends that can run on ``device`` in this process (for the ops they cover)."""
     device = torch.device(device)
     names = ["reference"]
     if device.type == "cpu" and _cpu_status()[0]:
         names.append("cpu")
+    if _triton_status(device.type)[0]:
+        names.append("triton")
     return names
 
 
@@ -50,9 +84,10 @@ def resolve_backend(op: str, backend: str | None, device: torch.device, dtype: t
     """The concrete backend for one call of ``op``; raises :class:`BackendUnavailable` if ``backend`` can't run."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS} or None")
-    fast_dtype = dtype in (torch.float32, torch.float64)
     if backend is None:
-        if device.type != "cpu" or not fast_dtype:
+        if device.type == "cuda" and op in TRITON_OPS and dtype in _TRITON_DTYPES and _triton_status("cuda")[0]:
+            return "triton"
+        if device.type != "cpu" or dtype not in _CPU_DTYPES:
             return "reference"
         ok, reason = _cpu_status()
         if ok:
@@ -64,11 +99,19 @@ def resolve_backend(op: str, backend: str | None, device: torch.device, dtype: t
     if backend == "cpu":
         if device.type != "cpu":
             raise BackendUnavailable(f"{op}: backend 'cpu' needs CPU tensors, got device {device}")
-        if not fast_dtype:
+        if dtype not in _CPU_DTYPES:
             raise BackendUnavailable(f"{op}: backend 'cpu' supports float32 and float64, got {dtype}")
         ok, reason = _cpu_status()
         if not ok:
             raise BackendUnavailable(f"{op}: backend 'cpu' is unavailable: {reason}")
+    if backend == "triton":
+        if op not in TRITON_OPS:
+            raise BackendUnavailable(f"{op}: backend 'triton' covers {', '.join(TRITON_OPS)} only")
+        if dtype not in _TRITON_DTYPES:
+            raise BackendUnavailable(f"{op}: backend 'triton' supports float16/bfloat16/float32/float64, got {dtype}")
+        ok, reason = _triton_status(device.type)
+        if not ok:
+            raise BackendUnavailable(f"{op}: backend 'triton' is unavailable: {reason}")
     return backend
 
 

@@ -26,8 +26,11 @@ TOL = 1e-10
 IN1, IN2, OUT = "3x0e+2x1o+1x2e", "2x0e+1x1o+1x1e", "2x0e+3x1o+2x1e+1x2e"
 
 
-def fctp(shared_weights=True, in1=IN1, in2=IN2, out=OUT, **kw):
-    m = o3.FullyConnectedTensorProduct(in1, in2, out, shared_weights=shared_weights, internal_weights=False, **kw)
+def fctp(shared_weights=True, in1=IN1, in2=IN2, out=OUT, backend="reference", **kw):
+    """The module on the reference backend, which the functional API matches bit for bit."""
+    m = o3.FullyConnectedTensorProduct(
+        in1, in2, out, shared_weights=shared_weights, internal_weights=False, backend=backend, **kw
+    )
     return m.to(D)
 
 
@@ -82,6 +85,8 @@ def test_matches_module(shared):
     out = tensor_product(m.plan, x1, x2, w)
     assert out.shape == (5, m.irreps_out.dim)
     assert torch.equal(out, m(x1, x2, w))
+    m.backend = None  # the compiled uvw kernel: same numbers up to rounding
+    torch.testing.assert_close(out, m(x1, x2, w), rtol=0, atol=1e-13)
 
 
 def test_broadcasting_and_weight_list():

@@ -30,7 +30,7 @@ def inputs(tp, batch=(7,), dtype=torch.float64):
 
 def test_default_runs_the_kernel_and_matches_reference_and_e3nn(f64):
     fast, ref = modules()
-    assert fast._channelwise and is_channelwise(fast.plan)
+    assert fast._kernel == "channelwise" and is_channelwise(fast.plan)
     x, y, w = inputs(fast)
     out = fast(x, y, w)
     assert registry.last_backend("channelwise_tensor_product") == "cpu"

@@ -22,7 +22,9 @@ from ..core.tensor_product_builders import (
 )
 from ..core.channelwise import is_channelwise
 from ..kernels import registry
+from ..core.uvw import is_uvw
 from ..kernels.channelwise import channelwise_tensor_product, register_channelwise_plan
+from ..kernels.uvw import register_uvw_plan, uvw_tensor_product
 from ..kernels.reference.tensor_product import tensor_product, tensor_product_right
 
 __all__ = [
@@ -55,13 +57,20 @@ def _prod(shape: Sequence[int]) -> int:
     return out
 
 
-def _channelwise_forward(plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], w.shape[:-1])
+def _kernel_forward(
+    kernel: str, plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shared: bool
+) -> torch.Tensor:
+    """The compiled CPU kernel ``kernel`` ('channelwise' or 'uvw') on flattened, broadcast batches."""
+    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], *(() if shared else (w.shape[:-1],)))
+    z = _prod(batch)
 
     def flat(t: torch.Tensor) -> torch.Tensor:
-        return t.expand(*batch, t.shape[-1]).reshape(-1, t.shape[-1])
+        return t.expand(*batch, t.shape[-1]).reshape(z, t.shape[-1])
 
-    out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), "cpu")
+    if kernel == "channelwise":
+        out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), "cpu")
+    else:
+        out = uvw_tensor_product(plan, flat(x), flat(y), w if shared else flat(w), shared, "cpu")
     return out.reshape(*batch, plan.irreps_out.dim)
 
 
@@ -102,8 +111,9 @@ class TensorProduct(torch.nn.Module):
         compile_left_right, compile_right, _specialized_code, _optimize_einsums: accepted for e3nn
             compatibility and ignored (``right`` is always available).
         normalization: deprecated alias of ``irrep_normalization``.
-        backend: None (default: the compiled CPU kernel for channel-wise ``uvu`` products with per-sample
-            weights and multiplicity-1 second inputs on CPU float32/float64, the reference otherwise),
+        backend: None (default: a compiled CPU kernel on CPU float32/float64 for channel-wise ``uvu``
+            products with per-sample weights and multiplicity-1 second inputs, and for products whose
+            paths are all weighted ``uvw`` (fully connected); the reference otherwise),
             ``'cpu'`` (that kernel; raises where it does not apply) or ``'reference'`` (per-path einsums).
 
     Attributes:
@@ -165,11 +175,15 @@ class TensorProduct(torch.nn.Module):
         if internal_weights and not shared_weights:
             raise ValueError("internal_weights=True requires shared_weights=True")
         self.plan = plan
-        # The compiled CPU kernel covers channel-wise products with per-sample weights (MACE/NequIP's
-        # interaction); its table is registered once, here.
-        self._channelwise = not shared_weights and is_channelwise(plan)
-        if self._channelwise:
+        # The compiled CPU kernels cover channel-wise products with per-sample weights (MACE/NequIP's
+        # interaction) and fully connected ('uvw') products; their tables are registered once, here.
+        self._kernel: Optional[str] = None
+        if not shared_weights and is_channelwise(plan):
+            self._kernel = "channelwise"
             register_channelwise_plan(plan)
+        elif is_uvw(plan):
+            self._kernel = "uvw"
+            register_uvw_plan(plan)
         self.irreps_in1 = plan.irreps_in1
         self.irreps_in2 = plan.irreps_in2
         self.irreps_out = plan.irreps_out
@@ -318,19 +332,20 @@ class TensorProduct(torch.nn.Module):
         self._check_dtype(x.dtype)
         w = self._get_weights(weight, x.dtype)
         if self._run_backend(x) == "cpu":
-            return _channelwise_forward(self.plan, x, y, w)
+            return _kernel_forward(self._kernel, self.plan, x, y, w, self.shared_weights)
         cgs, pairs = self._constants()
         return tensor_product(self.plan, x, y, w, cgs, pairs, self.shared_weights)
 
     def _run_backend(self, x: torch.Tensor) -> str:
         """'cpu' (fused channel-wise kernel) where it applies, else 'reference'; an explicit 'cpu' that
         cannot run raises."""
-        if self.backend == "cpu" and not self._channelwise:
+        if self.backend == "cpu" and self._kernel is None:
             raise registry.BackendUnavailable(
                 "tensor_product: backend 'cpu' covers channel-wise ('uvu') products with per-sample weights and "
-                "multiplicity-1 second inputs only; use backend='reference' or None"
+                "multiplicity-1 second inputs, and fully connected ('uvw') products, only; use backend='reference' "
+                "or None"
             )
-        backend = "reference" if not self._channelwise else self.backend
+        backend = "reference" if self._kernel is None else self.backend
         return registry.resolve_backend("tensor_product", backend, x.device, x.dtype)
 
     def right(self, y: torch.Tensor, weight: WeightLike = None) -> torch.Tensor:

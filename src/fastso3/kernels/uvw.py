@@ -1,0 +1,163 @@
+"""Fully connected ("uvw") tensor products as one table-driven op over a 4-linear form.
+
+The product of a uvw plan (``fastso3.core.uvw``) is ``out = dF/dg`` of
+
+    F(g, x1, x2, W) = sum_p c_p sum_{ijk} C_ijk sum_{u,v,w} g[w,k] x1[u,i] x2[v,j] W_p[u,v,w]
+
+whose slots are 0: ``g`` (the output / its cotangent), 1: ``x1``, 2: ``x2``, 3: ``W``. The op
+``fastso3::uvw(a, b, c, table, roles, shared_weights, backend)`` contracts three slots into the fourth;
+``roles`` names the slots of ``(out, a, b, c)``. Autograd permutes the roles, so derivatives of every order
+are the same op. Per-sample tensors are ``(Z, dim)``; shared weights are ``(weight_numel,)`` and, as an
+output, are summed over the samples.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+import torch
+
+from ..core.uvw import uvw_table
+from . import registry
+
+__all__ = ["register_uvw_plan", "uvw_op", "uvw_tensor_product"]
+
+WEIGHT_SLOT = 3
+# Index letters of each slot in the reference's einsums: g[w,k], x1[u,i], x2[v,j], W[u,v,w].
+_LETTERS = ("zwk", "zui", "zvj", "zuvw")
+_TABLES: dict[str, tuple] = {}
+
+
+def _table_name(plan) -> str:
+    return f"uvw:{hash(plan.key)}"
+
+
+def register_uvw_plan(plan) -> str:
+    """Register the table of a uvw plan (see ``fastso3.core.uvw``); returns its name."""
+    name = _table_name(plan)
+    if name not in _TABLES:
+        _TABLES[name] = uvw_table(plan)
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _tensors(name: str, device: torch.device, dtype: torch.dtype) -> tuple:
+    paths, coef, cg_idx, cg_val, dims = _TABLES[name]
+    return (
+        torch.from_numpy(paths).to(device),
+        torch.from_numpy(coef).to(device=device, dtype=dtype),
+        torch.from_numpy(cg_idx).to(device),
+        torch.from_numpy(cg_val).to(device=device, dtype=dtype),
+        torch.tensor(dims, dtype=torch.int64),
+    )
+
+
+def _out_shape(inputs, roles, table: str, shared: bool) -> tuple:
+    dims = _TABLES[table][4]
+    if roles[0] == WEIGHT_SLOT and shared:
+        return (dims[WEIGHT_SLOT],)
+    z = next(t.shape[0] for t, r in zip(inputs, roles[1:]) if r != WEIGHT_SLOT or not shared)
+    return (z, dims[roles[0]])
+
+
+def _reference(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) -> torch.Tensor:
+    """Per path, one einsum of the three given slots and the dense CG block into ``slot``."""
+    paths, coef, cg_idx, cg_val, _ = _TABLES[table]
+    letters = list(_LETTERS)
+    if shared:
+        letters[WEIGHT_SLOT] = "uvw"
+    lead = out.shape[:-1]
+    for (off_out, mw, d3, off1, mu, d1, off2, mv, d2, off_w, start, end), c in zip(paths.tolist(), coef):
+        blocks = ((off_out, (mw, d3)), (off1, (mu, d1)), (off2, (mv, d2)), (off_w, (mu, mv, mw)))
+        cg = np.zeros((d1, d2, d3))
+        cg[tuple(cg_idx[start:end].T)] = cg_val[start:end]
+        operands, subscripts = [], []
+        for s, t in enumerate(by_slot):
+            if s != slot:
+                off, shape = blocks[s]
+                size = int(np.prod(shape))
+                batch = () if (s == WEIGHT_SLOT and shared) else (t.shape[0],)
+                operands.append(t[..., off : off + size].reshape(*batch, *shape))
+                subscripts.append(letters[s])
+        block = torch.einsum(f"{','.join(subscripts)},ijk->{letters[slot]}", *operands, out.new_tensor(cg))
+        off, shape = blocks[slot]
+        out[..., off : off + int(np.prod(shape))] += c * block.reshape(*lead, -1)
+    return out
+
+
+def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) -> torch.Tensor:
+    from .cpu.loader import library_function
+
+    paths, coef, cg_idx, cg_val, dims = _tensors(table, out.device, out.dtype)
+    ptr = ctypes.c_void_p
+    suffix = "f32" if out.dtype == torch.float32 else "f64"
+    fn = library_function(f"fastso3_uvw_{suffix}", ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int64,
+                          ptr, ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ptr, ctypes.c_int)  # fmt: skip
+    strides, ptrs = [], []
+    for s, t in enumerate(by_slot):
+        if s == slot:  # the output slot: its pointer is unused
+            ptrs.append(out.data_ptr())
+            strides.append(0)
+        else:
+            ptrs.append(t.data_ptr())
+            strides.append(0 if (s == WEIGHT_SLOT and shared) else t.shape[-1])
+    stride = torch.tensor(strides, dtype=torch.int64)
+    nz = out.shape[0] if out.dim() == 2 else next(t.shape[0] for s, t in enumerate(by_slot) if s != slot and strides[s])
+    fn(slot, *ptrs, stride.data_ptr(), out.data_ptr(), 0 if out.dim() == 1 else out.shape[1], dims.data_ptr(), nz,
+       paths.shape[0], paths.data_ptr(), coef.data_ptr(), cg_idx.data_ptr(), cg_val.data_ptr(),
+       torch.get_num_threads())  # fmt: skip
+    return out
+
+
+@torch.library.custom_op("fastso3::uvw", mutates_args=())
+def uvw_op(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, table: str, roles: list[int], shared_weights: bool, backend: str
+) -> torch.Tensor:
+    """a, b, c: the tensors of slots ``roles[1:]`` -> the slot ``roles[0]`` (see the module docstring)."""
+    registry.record("uvw_tensor_product", backend)
+    by_slot: list = [None] * 4
+    for t, r in zip((a, b, c), roles[1:]):
+        by_slot[r] = t.contiguous()
+    out = a.new_zeros(_out_shape((a, b, c), roles, table, shared_weights))
+    run = _reference if backend == "reference" else _cpu
+    return run(by_slot, roles[0], out, table, shared_weights)
+
+
+@uvw_op.register_fake
+def _(a, b, c, table, roles, shared_weights, backend):
+    return a.new_empty(_out_shape((a, b, c), roles, table, shared_weights))
+
+
+def _setup(ctx, inputs, output):
+    a, b, c, table, roles, shared, backend = inputs
+    ctx.save_for_backward(a, b, c)
+    ctx.table, ctx.roles, ctx.shared, ctx.backend = table, roles, shared, backend
+
+
+def _backward(ctx, grad):
+    saved = ctx.saved_tensors
+    roles = ctx.roles
+    grads = []
+    for t in range(3):
+        if not ctx.needs_input_grad[t]:
+            grads.append(None)
+            continue
+        i, j = (k for k in range(3) if k != t)
+        new_roles = [roles[t + 1], roles[0], roles[i + 1], roles[j + 1]]
+        grads.append(uvw_op(grad, saved[i], saved[j], ctx.table, new_roles, ctx.shared, ctx.backend))
+    return *grads, None, None, None, None
+
+
+uvw_op.register_autograd(_backward, setup_context=_setup)
+
+
+def uvw_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, shared_weights: bool,
+                       backend: str) -> torch.Tensor:  # fmt: skip
+    """A registered uvw plan in e3nn's layouts.
+
+    x1: ``(Z, irreps_in1.dim)``, x2: ``(Z, irreps_in2.dim)``, weight: ``(weight_numel,)`` if
+    ``shared_weights`` else ``(Z, weight_numel)``; one dtype -> ``(Z, irreps_out.dim)``.
+    """
+    return uvw_op(x1, x2, weight, _table_name(plan), [0, 1, 2, 3], shared_weights, backend)

@@ -151,6 +151,11 @@ def test_channelwise_matches_reference_to_second_order(dtype):
     assert registry.last_backend("channelwise_tensor_product") == "triton"
     for a, b in zip(ours, run("reference"), strict=True):
         torch.testing.assert_close(a, b, **tol(dtype))
+    tp = tp.to(dtype)
+    expected = tp(*leaves)
+    tp.backend = "triton"  # the module routes its channel-wise product to the same kernel
+    torch.testing.assert_close(tp(*leaves), expected, **tol(dtype))
+    assert registry.last_backend("channelwise_tensor_product") == "triton"
 
 
 @interpreted
@@ -187,10 +192,9 @@ def test_unavailable_or_uncovered_requests_raise(monkeypatch):
         registry.resolve_backend("sparse_accumulate", "triton", torch.device("cpu"), torch.int32)
     with pytest.raises(registry.BackendUnavailable, match="covers"):
         o3.spherical_harmonics(1, torch.randn(4, 3), True, backend="triton")
-    tp = uvu_module()
-    tp.backend = "triton"  # the module's channel-wise path is not wired to triton: it must say so
+    fctp = o3.FullyConnectedTensorProduct("2x0e+1x1o", "1x0e+1x1o", "1x1o", backend="triton")  # no uvw kernel
     with pytest.raises(registry.BackendUnavailable, match="covers"):
-        tp(*uvu_inputs(tp, 2, torch.float32))
+        fctp(torch.randn(2, 5), torch.randn(2, 4))
     # defaults (resolving needs no device): CUDA gets triton for the ops it covers; CPU does not change
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert registry.resolve_backend("sparse_accumulate", None, cuda, torch.bfloat16) == "triton"

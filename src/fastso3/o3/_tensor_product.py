@@ -58,9 +58,9 @@ def _prod(shape: Sequence[int]) -> int:
 
 
 def _kernel_forward(
-    kernel: str, plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shared: bool
+    kernel: str, plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shared: bool, backend: str
 ) -> torch.Tensor:
-    """The compiled CPU kernel ``kernel`` ('channelwise' or 'uvw') on flattened, broadcast batches."""
+    """The kernel op ``kernel`` ('channelwise' or 'uvw') on flattened, broadcast batches."""
     batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], *(() if shared else (w.shape[:-1],)))
     z = _prod(batch)
 
@@ -68,9 +68,9 @@ def _kernel_forward(
         return t.expand(*batch, t.shape[-1]).reshape(z, t.shape[-1])
 
     if kernel == "channelwise":
-        out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), "cpu")
+        out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), backend)
     else:
-        out = uvw_tensor_product(plan, flat(x), flat(y), w if shared else flat(w), shared, "cpu")
+        out = uvw_tensor_product(plan, flat(x), flat(y), w if shared else flat(w), shared, backend)
     return out.reshape(*batch, plan.irreps_out.dim)
 
 
@@ -113,8 +113,10 @@ class TensorProduct(torch.nn.Module):
         normalization: deprecated alias of ``irrep_normalization``.
         backend: None (default: a compiled CPU kernel on CPU float32/float64 for channel-wise ``uvu``
             products with per-sample weights and multiplicity-1 second inputs, and for products whose
-            paths are all weighted ``uvw`` (fully connected); the reference otherwise),
-            ``'cpu'`` (that kernel; raises where it does not apply) or ``'reference'`` (per-path einsums).
+            paths are all weighted ``uvw`` (fully connected); the Triton kernel for channel-wise products
+            on CUDA; the reference otherwise),
+            ``'cpu'`` or ``'triton'`` (those kernels; raise where they do not apply) or ``'reference'`` (per-path
+            einsums).
 
     Attributes:
         plan: the :class:`~fastso3.core.tensor_product.TensorProductPlan`.
@@ -331,22 +333,24 @@ class TensorProduct(torch.nn.Module):
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         self._check_dtype(x.dtype)
         w = self._get_weights(weight, x.dtype)
-        if self._run_backend(x) == "cpu":
-            return _kernel_forward(self._kernel, self.plan, x, y, w, self.shared_weights)
+        backend = self._run_backend(x)
+        if backend != "reference":
+            return _kernel_forward(self._kernel, self.plan, x, y, w, self.shared_weights, backend)
         cgs, pairs = self._constants()
         return tensor_product(self.plan, x, y, w, cgs, pairs, self.shared_weights)
 
     def _run_backend(self, x: torch.Tensor) -> str:
-        """'cpu' (fused channel-wise kernel) where it applies, else 'reference'; an explicit 'cpu' that
-        cannot run raises."""
-        if self.backend == "cpu" and self._kernel is None:
-            raise registry.BackendUnavailable(
-                "tensor_product: backend 'cpu' covers channel-wise ('uvu') products with per-sample weights and "
-                "multiplicity-1 second inputs, and fully connected ('uvw') products, only; use backend='reference' "
-                "or None"
-            )
-        backend = "reference" if self._kernel is None else self.backend
-        return registry.resolve_backend("tensor_product", backend, x.device, x.dtype)
+        """The backend of this call: a kernel backend where the plan has a kernel, else 'reference'. An
+        explicitly requested backend that cannot run raises."""
+        if self._kernel is None:
+            if self.backend not in (None, "reference"):
+                raise registry.BackendUnavailable(
+                    f"tensor_product: backend {self.backend!r} covers channel-wise ('uvu') products with per-sample "
+                    "weights and multiplicity-1 second inputs, and fully connected ('uvw') products, only; use "
+                    "backend='reference' or None"
+                )
+            return "reference"
+        return registry.resolve_backend(f"{self._kernel}_tensor_product", self.backend, x.device, x.dtype)
 
     def right(self, y: torch.Tensor, weight: WeightLike = None) -> torch.Tensor:
         """The operator of ``x -> forward(x, y)``: ``(..., irreps_in2.dim) -> (..., irreps_in1.dim, irreps_out.dim)``.

@@ -34,11 +34,13 @@ def is_uvw(plan: TensorProductPlan) -> bool:
     return uvw_reason(plan) is None
 
 
-def uvw_table(plan: TensorProductPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """``(paths, coefficients, cg_indices, cg_values, slot_dims)`` of an eligible plan.
+def uvw_table(plan: TensorProductPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """``(paths, pivots, coefficients, cg_indices, cg_values, slot_dims)`` of an eligible plan.
 
     ``paths``: ``(P, 12)`` int64, columns :data:`UVW_PATH_COLUMNS` (offsets into the flat out, x1, x2 and
-    weight vectors; the path's CG entries are rows ``cg_start:cg_end``). ``coefficients``: ``(P,)``
+    weight vectors; the path's CG entries are rows ``cg_start:cg_end``). ``pivots``: ``(P,)`` int64, which
+    input's ``2l+1`` the kernel contracts over for shared weights: 0 the output's, 1 ``x1``'s, 2 ``x2``'s,
+    the smallest (the dense stages cost ``mul1 mul2 mul_out (2l+1)`` per sample). ``coefficients``: ``(P,)``
     float64 path weights. ``cg_indices``: ``(nnz, 3)`` int64 ``(i, j, k)``; ``cg_values``: ``(nnz,)``
     float64. ``slot_dims``: sizes of the four slots ``(out, x1, x2, weights)`` per sample.
 
@@ -53,7 +55,7 @@ def uvw_table(plan: TensorProductPlan) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return np.concatenate([[0], np.cumsum([mul_ir.dim for mul_ir in irreps])]).astype(np.int64)
 
     off_out, off1, off2 = offsets(plan.irreps_out), offsets(plan.irreps_in1), offsets(plan.irreps_in2)
-    rows, coef, idx, val = [], [], [], []
+    rows, pivots, coef, idx, val = [], [], [], [], []
     nnz = 0
     for p in plan.paths:
         if p.empty:
@@ -61,6 +63,7 @@ def uvw_table(plan: TensorProductPlan) -> tuple[np.ndarray, np.ndarray, np.ndarr
         sp = p.cg_sparse
         rows.append([off_out[p.i_out], p.mul_out, p.d3, off1[p.i_in1], p.mul1, p.d1, off2[p.i_in2], p.mul2, p.d2,
                      p.weight_slice.start, nnz, nnz + len(sp.values)])  # fmt: skip
+        pivots.append(int(np.argmin([p.d3, p.d1, p.d2])))  # the first minimum: ties keep the output
         coef.append(p.coefficient)
         idx.append(np.stack([sp.i1, sp.i2, sp.i3], axis=1))
         val.append(sp.values)
@@ -69,4 +72,4 @@ def uvw_table(plan: TensorProductPlan) -> tuple[np.ndarray, np.ndarray, np.ndarr
     cg_idx = np.concatenate(idx).astype(np.int64) if idx else np.zeros((0, 3), np.int64)
     cg_val = np.concatenate(val).astype(np.float64) if val else np.zeros(0)
     dims = (plan.irreps_out.dim, plan.irreps_in1.dim, plan.irreps_in2.dim, plan.weight_numel)
-    return paths, np.array(coef, np.float64), cg_idx, cg_val, dims
+    return paths, np.array(pivots, np.int64), np.array(coef, np.float64), cg_idx, cg_val, dims

@@ -44,9 +44,10 @@ def register_uvw_plan(plan) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _tensors(name: str, device: torch.device, dtype: torch.dtype) -> tuple:
-    paths, coef, cg_idx, cg_val, dims = _TABLES[name]
+    paths, pivots, coef, cg_idx, cg_val, dims = _TABLES[name]
     return (
         torch.from_numpy(paths).to(device),
+        torch.from_numpy(pivots).to(device),
         torch.from_numpy(coef).to(device=device, dtype=dtype),
         torch.from_numpy(cg_idx).to(device),
         torch.from_numpy(cg_val).to(device=device, dtype=dtype),
@@ -55,7 +56,7 @@ def _tensors(name: str, device: torch.device, dtype: torch.dtype) -> tuple:
 
 
 def _out_shape(inputs, roles, table: str, shared: bool) -> tuple:
-    dims = _TABLES[table][4]
+    dims = _TABLES[table][-1]
     if roles[0] == WEIGHT_SLOT and shared:
         return (dims[WEIGHT_SLOT],)
     z = next(t.shape[0] for t, r in zip(inputs, roles[1:]) if r != WEIGHT_SLOT or not shared)
@@ -64,7 +65,7 @@ def _out_shape(inputs, roles, table: str, shared: bool) -> tuple:
 
 def _reference(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) -> torch.Tensor:
     """Per path, one einsum of the three given slots and the dense CG block into ``slot``."""
-    paths, coef, cg_idx, cg_val, _ = _TABLES[table]
+    paths, _, coef, cg_idx, cg_val, _ = _TABLES[table]
     letters = list(_LETTERS)
     if shared:
         letters[WEIGHT_SLOT] = "uvw"
@@ -90,11 +91,11 @@ def _reference(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: 
 def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) -> torch.Tensor:
     from .cpu.loader import library_function
 
-    paths, coef, cg_idx, cg_val, dims = _tensors(table, out.device, out.dtype)
+    paths, pivots, coef, cg_idx, cg_val, dims = _tensors(table, out.device, out.dtype)
     ptr = ctypes.c_void_p
     suffix = "f32" if out.dtype == torch.float32 else "f64"
     fn = library_function(f"fastso3_uvw_{suffix}", ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int64,
-                          ptr, ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ptr, ctypes.c_int)  # fmt: skip
+                          ptr, ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int)  # fmt: skip
     strides, ptrs = [], []
     for s, t in enumerate(by_slot):
         if s == slot:  # the output slot: its pointer is unused
@@ -106,7 +107,7 @@ def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) 
     stride = torch.tensor(strides, dtype=torch.int64)
     nz = out.shape[0] if out.dim() == 2 else next(t.shape[0] for s, t in enumerate(by_slot) if s != slot and strides[s])
     fn(slot, *ptrs, stride.data_ptr(), out.data_ptr(), 0 if out.dim() == 1 else out.shape[1], dims.data_ptr(), nz,
-       paths.shape[0], paths.data_ptr(), coef.data_ptr(), cg_idx.data_ptr(), cg_val.data_ptr(),
+       paths.shape[0], paths.data_ptr(), pivots.data_ptr(), coef.data_ptr(), cg_idx.data_ptr(), cg_val.data_ptr(),
        torch.get_num_threads())  # fmt: skip
     return out
 

@@ -41,33 +41,41 @@ inline void transpose(const T* __restrict src, int64_t rows, int64_t cols, T* __
 }
 
 // out[k][q] = sum_r a[k][r] b[r][q] for k < KD, r < nr, q < nq (row-major, rows nr and nq long). The
-// KD x (one cache line) accumulator tile stays in registers: KD FMAs per load of b.
+// KD x (one cache line) accumulator tile stays in registers: KD FMAs per load of b. For KD < 4 the r
+// loop is split over RU independent tiles, so at least four FMA chains are in flight (an FMA's latency
+// is about four of its issue slots).
 template <typename T, int KD>
 void tile_gemm(const T* __restrict a, int64_t nr, const T* __restrict b, int64_t nq, T* __restrict out) {
     constexpr int64_t QB = 64 / sizeof(T);
+    constexpr int RU = KD >= 4 ? 1 : (KD >= 2 ? 2 : 4);
     for (int64_t q0 = 0; q0 < nq; q0 += QB) {
         const int64_t nb = std::min(QB, nq - q0);
-        T acc[KD][QB] = {};
+        T acc[RU][KD][QB] = {};
+        int64_t r = 0;
         if (nb == QB) {
-            for (int64_t r = 0; r < nr; ++r) {
-                const T* __restrict br = b + r * nq + q0;
-                for (int k = 0; k < KD; ++k) {
-                    const T ak = a[k * nr + r];
+            for (; r + RU <= nr; r += RU)
+                for (int ru = 0; ru < RU; ++ru) {
+                    const T* __restrict br = b + (r + ru) * nq + q0;
+                    for (int k = 0; k < KD; ++k) {
+                        const T ak = a[k * nr + r + ru];
 #pragma omp simd
-                    for (int64_t q = 0; q < QB; ++q) acc[k][q] += ak * br[q];
+                        for (int64_t q = 0; q < QB; ++q) acc[ru][k][q] += ak * br[q];
+                    }
                 }
-            }
-        } else {
-            for (int64_t r = 0; r < nr; ++r) {
-                const T* __restrict br = b + r * nq + q0;
-                for (int k = 0; k < KD; ++k) {
-                    const T ak = a[k * nr + r];
-                    for (int64_t q = 0; q < nb; ++q) acc[k][q] += ak * br[q];
-                }
+        }
+        for (; r < nr; ++r) {
+            const T* __restrict br = b + r * nq + q0;
+            for (int k = 0; k < KD; ++k) {
+                const T ak = a[k * nr + r];
+                for (int64_t q = 0; q < nb; ++q) acc[0][k][q] += ak * br[q];
             }
         }
         for (int k = 0; k < KD; ++k)
-            for (int64_t q = 0; q < nb; ++q) out[k * nq + q0 + q] = acc[k][q];
+            for (int64_t q = 0; q < nb; ++q) {
+                T sum = acc[0][k][q];
+                for (int ru = 1; ru < RU; ++ru) sum += acc[ru][k][q];
+                out[k * nq + q0 + q] = sum;
+            }
     }
 }
 
@@ -87,9 +95,13 @@ template <typename T>
 void small_gemm(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* out) {
     switch (nk) {
         case 1: return tile_gemm<T, 1>(a, nr, b, nq, out);
+        case 2: return tile_gemm<T, 2>(a, nr, b, nq, out);
         case 3: return tile_gemm<T, 3>(a, nr, b, nq, out);
+        case 4: return tile_gemm<T, 4>(a, nr, b, nq, out);
         case 5: return tile_gemm<T, 5>(a, nr, b, nq, out);
+        case 6: return tile_gemm<T, 6>(a, nr, b, nq, out);
         case 7: return tile_gemm<T, 7>(a, nr, b, nq, out);
+        case 8: return tile_gemm<T, 8>(a, nr, b, nq, out);
         case 9: return tile_gemm<T, 9>(a, nr, b, nq, out);
         default: return small_gemm_any(a, nk, nr, b, nq, out);
     }
@@ -115,9 +127,13 @@ template <typename T>
 void rank_update(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* o) {
     switch (nk) {
         case 1: return tile_rank_update<T, 1>(a, nr, b, nq, o);
+        case 2: return tile_rank_update<T, 2>(a, nr, b, nq, o);
         case 3: return tile_rank_update<T, 3>(a, nr, b, nq, o);
+        case 4: return tile_rank_update<T, 4>(a, nr, b, nq, o);
         case 5: return tile_rank_update<T, 5>(a, nr, b, nq, o);
+        case 6: return tile_rank_update<T, 6>(a, nr, b, nq, o);
         case 7: return tile_rank_update<T, 7>(a, nr, b, nq, o);
+        case 8: return tile_rank_update<T, 8>(a, nr, b, nq, o);
         default:
             for (int64_t r = 0; r < nr; ++r)
                 for (int64_t k = 0; k < nk; ++k) {
@@ -144,93 +160,190 @@ void cg_outer(const Path& p, const int64_t* cg_idx, const T* cg_val, const T* x1
         }
 }
 
-// One path on one sample. Pointers are the sample's rows of the four slots (the output slot's row in
-// ``out``); ``wt`` is the path's weight block transposed to [w][u*mv + v] when slot is 1 or 2. The
-// scratch layouts keep every inner loop contiguous and free of horizontal reductions.
+// A path's weight block W[u][v][w] transposed to [w][v*mu + u] (slot 1) or [w][u*mv + v] (slot 2): the
+// layouts in which path_sample's slot 1 and 2 contractions run over contiguous rows.
 template <typename T>
-void path_sample(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg_val, const T* g, const T* x1,
-                 const T* x2, const T* w, const T* wt, T* out, Scratch<T>& s) {
-    const int64_t uv = p.mu * p.mv, mw = p.mw, d3 = p.d3, mv = p.mv;
+void transpose_weights(const Path& p, int slot, const T* __restrict w, T* __restrict dst) {
+    const int64_t uv = p.mu * p.mv;
+    for (int64_t u = 0; u < p.mu; ++u)
+        for (int64_t v = 0; v < p.mv; ++v) {
+            const T* __restrict row = w + (u * p.mv + v) * p.mw;
+            T* __restrict col = dst + (slot == 1 ? v * p.mu + u : u * p.mv + v);
+            for (int64_t q = 0; q < p.mw; ++q) col[q * uv] = row[q];
+        }
+}
+
+// Rows of sample z of the four slots and of the output (the output slot's pointer in ``ptr`` is unused).
+template <typename T>
+struct Rows {
+    const T* const* ptr;
+    const int64_t* stride;
+    T* out;
+    int64_t out_stride;  // 0: one shared output row (weights summed over samples)
+    const T* at(int s, int64_t z) const { return ptr[s] + z * stride[s]; }
+    T* out_at(int64_t z) const { return out + z * out_stride; }
+};
+
+// One path on samples z0 .. z0+ns-1, which share one weight block ``w`` (shared weights) or are a single
+// sample (ns = 1, per-sample weights). ``wt`` is that block as transpose_weights lays it out, for slots 1
+// and 2. Per sample, a first stage fills rows (sample, k) of t (slots 0, 3) or gt (slots 1, 2); one
+// small_gemm / rank_update then runs over all ns*d3 rows, so each weight row loaded feeds ns*d3 FMAs;
+// a last stage contracts per sample. The scratch layouts keep every inner loop contiguous and free of
+// horizontal reductions.
+template <typename T>
+void path_group(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg_val, const Rows<T>& rows,
+                int64_t z0, int64_t ns, const T* w, const T* wt, Scratch<T>& s) {
+    const int64_t uv = p.mu * p.mv, mw = p.mw, d3 = p.d3, mv = p.mv, nk = ns * d3;
     T* __restrict t = s.t.data();
     T* __restrict acc = s.acc.data();
     T* __restrict gt = s.gt.data();
     T* __restrict x2t = s.x2t.data();
-    x1 += p.off1;
-    x2 += p.off2;
     w += p.off_w;
-    g += p.off_out;
     if (slot == 0 || slot == 3) {
-        transpose(x2, mv, p.d2, x2t);
-        cg_outer(p, cg_idx, cg_val, x1, x2t, t);
+        for (int64_t n = 0; n < ns; ++n) {  // t[(n, k)][uv] = C(x1, x2)
+            transpose(rows.at(2, z0 + n) + p.off2, mv, p.d2, x2t);
+            cg_outer(p, cg_idx, cg_val, rows.at(1, z0 + n) + p.off1, x2t, t + n * d3 * uv);
+        }
         if (slot == 0) {  // out[w,k] += c sum_uv t[k][uv] W[uv,w]
-            small_gemm(t, d3, uv, w, mw, acc);
-            T* o = out + p.off_out;
-            for (int64_t q = 0; q < mw; ++q)
-                for (int64_t k = 0; k < d3; ++k) o[q * d3 + k] += c * acc[k * mw + q];
+            small_gemm(t, nk, uv, w, mw, acc);
+            for (int64_t n = 0; n < ns; ++n) {
+                T* o = rows.out_at(z0 + n) + p.off_out;
+                const T* an = acc + n * d3 * mw;
+                for (int64_t q = 0; q < mw; ++q)
+                    for (int64_t k = 0; k < d3; ++k) o[q * d3 + k] += c * an[k * mw + q];
+            }
         } else {  // dW[uv,w] += c sum_k t[k][uv] g[w,k]
-            transpose(g, mw, d3, gt);
-            for (int64_t r = 0; r < uv * d3; ++r) t[r] *= c;
-            rank_update(t, d3, uv, gt, mw, out + p.off_w);
+            for (int64_t n = 0; n < ns; ++n) transpose(rows.at(0, z0 + n) + p.off_out, mw, d3, gt + n * d3 * mw);
+            for (int64_t r = 0; r < nk * uv; ++r) t[r] *= c;
+            rank_update(t, nk, uv, gt, mw, rows.out_at(z0) + p.off_w);
         }
         return;
     }
-    // slots 1 and 2: t[k][uv] = c sum_w g[w,k] W[uv,w], from gt[k][w] and wt[w][uv]
-    transpose(g, mw, d3, gt);
-    for (int64_t r = 0; r < mw * d3; ++r) gt[r] *= c;
-    small_gemm(gt, d3, mw, wt, uv, t);
-    if (slot == 1) {  // dx1[u,i] += sum_{ijk} C_ijk sum_v x2[v,j] t[k][uv]
-        transpose(x2, mv, p.d2, x2t);
-        T* o = out + p.off1;
-        for (int64_t u = 0; u < p.mu; ++u)
+    // slots 1 and 2: t[k][uv] = c sum_w g[w,k] W[uv,w], from gt[k][w] and wt[w][uv] (uv in wt's order)
+    for (int64_t n = 0; n < ns; ++n) transpose(rows.at(0, z0 + n) + p.off_out, mw, d3, gt + n * d3 * mw);
+    for (int64_t r = 0; r < nk * mw; ++r) gt[r] *= c;
+    small_gemm(gt, nk, mw, wt, uv, t);
+    T* __restrict dt = s.dt.data();
+    for (int64_t n = 0; n < ns; ++n) {
+        const T* tn = t + n * d3 * uv;
+        if (slot == 1) {  // dx1[u,i] += sum_{ijk} C_ijk sum_v x2[v,j] t[k][v*mu + u], accumulated as dt[i][u]
+            const T* x2 = rows.at(2, z0 + n) + p.off2;
+            std::memset(dt, 0, sizeof(T) * p.d1 * p.mu);
             for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
                 const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
-                const T* __restrict tk = t + k * uv + u * mv;
-                const T* __restrict xj = x2t + j * mv;
-                T a = T(0);
-#pragma omp simd reduction(+ : a)
-                for (int64_t v = 0; v < mv; ++v) a += xj[v] * tk[v];
-                o[u * p.d1 + i] += cg_val[e] * a;
-            }
-    } else {  // dx2[v,j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][uv], accumulated as dt[j][v]
-        T* __restrict dt = s.dt.data();
-        std::memset(dt, 0, sizeof(T) * p.d2 * mv);
-        for (int64_t u = 0; u < p.mu; ++u)
-            for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
-                const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
-                const T a = cg_val[e] * x1[u * p.d1 + i];
-                const T* __restrict tk = t + k * uv + u * mv;
-                T* __restrict dj = dt + j * mv;
+                T* __restrict di = dt + i * p.mu;
+                for (int64_t v = 0; v < mv; ++v) {
+                    const T a = cg_val[e] * x2[v * p.d2 + j];
+                    const T* __restrict tk = tn + k * uv + v * p.mu;
 #pragma omp simd
-                for (int64_t v = 0; v < mv; ++v) dj[v] += a * tk[v];
+                    for (int64_t u = 0; u < p.mu; ++u) di[u] += a * tk[u];
+                }
             }
-        T* o = out + p.off2;
-        for (int64_t v = 0; v < mv; ++v)
-            for (int64_t j = 0; j < p.d2; ++j) o[v * p.d2 + j] += dt[j * mv + v];
+            T* o = rows.out_at(z0 + n) + p.off1;
+            for (int64_t u = 0; u < p.mu; ++u)
+                for (int64_t i = 0; i < p.d1; ++i) o[u * p.d1 + i] += dt[i * p.mu + u];
+        } else {  // dx2[v,j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][uv], accumulated as dt[j][v]
+            const T* x1 = rows.at(1, z0 + n) + p.off1;
+            std::memset(dt, 0, sizeof(T) * p.d2 * mv);
+            for (int64_t u = 0; u < p.mu; ++u)
+                for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+                    const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+                    const T a = cg_val[e] * x1[u * p.d1 + i];
+                    const T* __restrict tk = tn + k * uv + u * mv;
+                    T* __restrict dj = dt + j * mv;
+#pragma omp simd
+                    for (int64_t v = 0; v < mv; ++v) dj[v] += a * tk[v];
+                }
+            T* o = rows.out_at(z0 + n) + p.off2;
+            for (int64_t v = 0; v < mv; ++v)
+                for (int64_t j = 0; j < p.d2; ++j) o[v * p.d2 + j] += dt[j * mv + v];
+        }
     }
+}
+
+// Samples per group for shared weights: enough rows (samples x d3) to reuse each weight row 8 times.
+inline int64_t group_size(const Path& p, bool shared_w) { return shared_w ? std::max<int64_t>(1, 8 / p.d3) : 1; }
+
+// Relabeling a path. The form is symmetric under swapping the cotangent g[w,k] with x1[u,i] (pivot 1)
+// or with x2[v,j] (pivot 2), if the CG block's indices and the weight block's axes are swapped alike.
+// path_sample's contractions always run over the cotangent's d = 2l+1 ("k"), so a path relabeled to put
+// its smallest of (d1, d2, d3) there does the fewest operations.
+constexpr int PIVOT_SLOT_OF[3][4] = {{0, 1, 2, 3}, {1, 0, 2, 3}, {2, 1, 0, 3}};  // an involution per pivot
+
+inline Path relabeled(const Path& p, int pivot) {
+    Path v = p;
+    if (pivot == 1) {
+        std::swap(v.off_out, v.off1), std::swap(v.mw, v.mu), std::swap(v.d3, v.d1);
+    } else if (pivot == 2) {
+        std::swap(v.off_out, v.off2), std::swap(v.mw, v.mv), std::swap(v.d3, v.d2);
+    }
+    return v;
+}
+
+// Between a path's weight block W[u][v][w] and its relabeled layout: W'[w][v][u] (pivot 1) or
+// W'[u][w][v] (pivot 2); ``to_relabeled`` picks the direction.
+template <typename T>
+void relabel_weights(const Path& p, int pivot, const T* __restrict src, T* __restrict dst, bool to_relabeled) {
+    for (int64_t u = 0; u < p.mu; ++u)
+        for (int64_t v = 0; v < p.mv; ++v)
+            for (int64_t w = 0; w < p.mw; ++w) {
+                const int64_t plain = (u * p.mv + v) * p.mw + w;
+                const int64_t other = pivot == 1 ? (w * p.mv + v) * p.mu + u : (u * p.mw + w) * p.mv + v;
+                if (to_relabeled) dst[other] = src[plain];
+                else dst[plain] = src[other];
+            }
 }
 
 // ptr[s], stride[s]: the four slots (per-sample stride; 0 = shared across samples). ``out`` has the
 // output slot's layout: (nz, dims[slot]) rows, or one row of dims[3] when slot 3 is shared (stride 0).
+// ``pivots[p]`` relabels path p (see above); honoured for shared weights only, where relabeling the
+// weights costs one pass per call instead of one per sample.
 template <typename T>
 void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t out_stride, const int64_t* dims,
-         int64_t nz, int64_t npaths, const int64_t* paths, const T* coef, const int64_t* cg_idx, const T* cg_val,
-         int nthreads) {
+         int64_t nz, int64_t npaths, const int64_t* paths, const int64_t* pivots, const T* coef,
+         const int64_t* cg_idx, const T* cg_val, int nthreads) {
     const Path* ps = reinterpret_cast<const Path*>(paths);
-    int64_t t_size = 1, acc_size = 1, in_size = 1, w_size = 1;
+    const bool shared_w = slot == 3 ? out_stride == 0 : stride[3] == 0;
+    std::vector<int> pivot(npaths, 0);
+    std::vector<Path> vp(npaths);
+    int64_t nnz = 0;
+    for (int64_t p = 0; p < npaths; ++p) nnz = std::max(nnz, ps[p].cg_end);
+    std::vector<int64_t> vidx(cg_idx, cg_idx + 3 * nnz);
+    bool any_pivot = false;
     for (int64_t p = 0; p < npaths; ++p) {
-        const Path& q = ps[p];
-        t_size = std::max(t_size, q.mu * q.mv * q.d3);
-        acc_size = std::max(acc_size, q.mw * q.d3);
+        pivot[p] = shared_w ? static_cast<int>(pivots[p]) : 0;
+        vp[p] = relabeled(ps[p], pivot[p]);
+        any_pivot |= pivot[p] != 0;
+        if (pivot[p] != 0)  // (i, j, k) -> (k, j, i) or (i, k, j)
+            for (int64_t e = ps[p].cg_start; e < ps[p].cg_end; ++e) std::swap(vidx[3 * e + 2], vidx[3 * e + pivot[p] - 1]);
+    }
+    // Relabeled shared weights (an input), and their [w][u*mv + v] transposes for paths computing slot 1
+    // or 2 (after relabeling, that can be any input slot).
+    const bool transposed_w = slot == 1 || slot == 2;
+    std::vector<T> relabeled_w(slot != 3 && any_pivot ? dims[3] : 0);
+    const T* w_in = ptr[3];
+    if (!relabeled_w.empty()) {
+        for (int64_t p = 0; p < npaths; ++p) {
+            const Path& q = ps[p];
+            if (pivot[p] == 0) std::memcpy(relabeled_w.data() + q.off_w, w_in + q.off_w, sizeof(T) * q.mu * q.mv * q.mw);
+            else relabel_weights(q, pivot[p], w_in + q.off_w, relabeled_w.data() + q.off_w, true);
+        }
+        w_in = relabeled_w.data();
+    }
+    std::vector<T> shared_wt(shared_w && slot != 3 && (transposed_w || any_pivot) ? dims[3] : 0);
+    for (int64_t p = 0; p < npaths && !shared_wt.empty(); ++p) {
+        const int vslot = PIVOT_SLOT_OF[pivot[p]][slot];
+        if (vslot == 1 || vslot == 2) transpose_weights(vp[p], vslot, w_in + vp[p].off_w, shared_wt.data() + vp[p].off_w);
+    }
+
+    int64_t t_size = 1, acc_size = 1, in_size = 1, w_size = 1;
+    for (const Path& q : vp) {
+        const int64_t rows = group_size(q, shared_w) * q.d3;
+        t_size = std::max(t_size, q.mu * q.mv * rows);
+        acc_size = std::max(acc_size, q.mw * rows);
         in_size = std::max({in_size, q.mu * q.d1, q.mv * q.d2});
         w_size = std::max(w_size, q.mu * q.mv * q.mw);
     }
-    const bool transposed_w = slot == 1 || slot == 2;
-    const bool shared_w = stride[3] == 0;
-    // Slots 1 and 2 read each path's weights as [w][u*mv + v]: shared weights are transposed once here.
-    std::vector<T> shared_wt(transposed_w && shared_w ? dims[3] : 0);
-    if (!shared_wt.empty())
-        for (int64_t p = 0; p < npaths; ++p)
-            transpose(ptr[3] + ps[p].off_w, ps[p].mu * ps[p].mv, ps[p].mw, shared_wt.data() + ps[p].off_w);
     const bool reduce = out_stride == 0;  // shared weights as the output: sum over samples
     const int64_t out_dim = dims[slot];
     if (nthreads < 1) nthreads = 1;
@@ -240,28 +353,37 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         Scratch<T> s{std::vector<T>(t_size), std::vector<T>(acc_size), std::vector<T>(acc_size),
-                     std::vector<T>(in_size), std::vector<T>(in_size), std::vector<T>(transposed_w && !shared_w ? w_size : 0),
-                     std::vector<T>(in_size)};
+                     std::vector<T>(in_size), std::vector<T>(in_size),
+                     std::vector<T>(transposed_w && !shared_w ? w_size : 0), std::vector<T>(in_size)};
         T* mine = reduce ? partial.data() + out_dim * omp_get_thread_num() : nullptr;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; ++b) {
             const int64_t z1 = std::min(nz, (b + 1) * SAMPLE_BLOCK);
             for (int64_t p = 0; p < npaths; ++p) {
-                const Path& q = ps[p];
-                for (int64_t z = b * SAMPLE_BLOCK; z < z1; ++z) {
-                    const T* w = ptr[3] + z * stride[3];
+                const Path& q = vp[p];
+                const int* of = PIVOT_SLOT_OF[pivot[p]];
+                const T* vptr[4] = {ptr[of[0]], ptr[of[1]], ptr[of[2]], w_in};
+                const int64_t vstride[4] = {stride[of[0]], stride[of[1]], stride[of[2]], stride[3]};
+                const Rows<T> rows{vptr, vstride, reduce ? mine : out, reduce ? 0 : out_stride};
+                const int64_t gs = group_size(q, shared_w);
+                for (int64_t z = b * SAMPLE_BLOCK; z < z1; z += gs) {
+                    const T* w = w_in + z * stride[3];
                     const T* wt = shared_w ? shared_wt.data() + q.off_w : s.wt.data();
-                    if (transposed_w && !shared_w) transpose(w + q.off_w, q.mu * q.mv, q.mw, s.wt.data());
-                    path_sample<T>(slot, q, coef[p], cg_idx, cg_val, ptr[0] + z * stride[0], ptr[1] + z * stride[1],
-                                   ptr[2] + z * stride[2], w, wt, reduce ? mine : out + z * out_stride, s);
+                    if (transposed_w && !shared_w) transpose_weights(q, slot, w + q.off_w, s.wt.data());
+                    path_group<T>(of[slot], q, coef[p], vidx.data(), cg_val, rows, z, std::min(gs, z1 - z), w, wt, s);
                 }
             }
         }
     }
-    if (reduce) {
-        std::memset(out, 0, sizeof(T) * out_dim);
+    if (reduce) {  // in thread order: deterministic for a thread count; relabeled blocks go back to W[u][v][w]
+        std::vector<T> sum(out_dim, T(0));
         for (int th = 0; th < nthreads; ++th)
-            for (int64_t r = 0; r < out_dim; ++r) out[r] += partial[th * out_dim + r];
+            for (int64_t r = 0; r < out_dim; ++r) sum[r] += partial[th * out_dim + r];
+        for (int64_t p = 0; p < npaths; ++p) {
+            const Path& q = ps[p];
+            if (pivot[p] == 0) std::memcpy(out + q.off_w, sum.data() + q.off_w, sizeof(T) * q.mu * q.mv * q.mw);
+            else relabel_weights(q, pivot[p], sum.data() + q.off_w, out + q.off_w, false);
+        }
     }
 }
 
@@ -271,10 +393,11 @@ extern "C" {
 #define FASTSO3_UVW(T, SUFFIX)                                                                                    \
     void fastso3_uvw_##SUFFIX(int slot, const T* g, const T* x1, const T* x2, const T* w, const int64_t* stride, \
                               T* out, int64_t out_stride, const int64_t* dims, int64_t nz, int64_t npaths,       \
-                              const int64_t* paths, const T* coef, const int64_t* cg_idx, const T* cg_val,       \
-                              int nthreads) {                                                                    \
+                              const int64_t* paths, const int64_t* pivots, const T* coef, const int64_t* cg_idx, \
+                              const T* cg_val, int nthreads) {                                                   \
         const T* ptr[4] = {g, x1, x2, w};                                                                        \
-        uvw<T>(slot, ptr, stride, out, out_stride, dims, nz, npaths, paths, coef, cg_idx, cg_val, nthreads);     \
+        uvw<T>(slot, ptr, stride, out, out_stride, dims, nz, npaths, paths, pivots, coef, cg_idx, cg_val,        \
+               nthreads);                                                                                        \
     }
 
 FASTSO3_UVW(float, f32)

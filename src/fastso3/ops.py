@@ -7,14 +7,14 @@ import torch
 from .kernels import registry
 from .kernels.ops import sparse_accumulate_op
 
-__all__ = ["sparse_accumulate"]
+__all__ = ["sparse_accumulate", "tensor_product_conv"]
 
 
 def _check_index(name: str, idx: torch.Tensor, nnz: int, bound: int, device: torch.device) -> None:
     if not isinstance(idx, torch.Tensor) or idx.dtype != torch.int64 or idx.ndim != 1:
         raise TypeError(f"{name} must be a 1-D int64 tensor, got {getattr(idx, 'dtype', type(idx))}")
     if idx.numel() != nnz:
-        raise ValueError(f"{name} has {idx.numel()} entries but multipliers has {nnz}")
+        raise ValueError(f"{name} has {idx.numel()} entries, expected {nnz}")
     if idx.device != device:
         raise ValueError(f"{name} is on {idx.device}, expected {device}")
     # Range checks read the data (a device sync), so they run in eager mode only.
@@ -68,3 +68,72 @@ def sparse_accumulate(
     backend = registry.resolve_backend("sparse_accumulate", backend, X1.device, X1.dtype)
     mult = multipliers.to(device=X1.device, dtype=X1.dtype)
     return sparse_accumulate_op(X1, X2, idx_output, idx_1, idx_2, mult, output_size, backend)
+
+
+def tensor_product_conv(
+    node_features: torch.Tensor,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    edge_attr: torch.Tensor,
+    edge_weights: torch.Tensor,
+    plan,
+    num_nodes: int,
+    *,
+    deterministic: bool = True,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Fused channel-wise tensor-product convolution (MACE/NequIP interaction):
+    ``out[n] = sum_{e: edge_dst[e] = n} TP(node_features[edge_src[e]], edge_attr[e], edge_weights[e])``,
+    without materialising per-edge features or outputs.
+
+    Args:
+        node_features: ``(N, irreps_in1.dim)`` float32 or float64, e3nn layout.
+        edge_src, edge_dst: ``(E,)`` int64, senders in ``[0, N)`` and receivers in ``[0, num_nodes)``.
+        edge_attr: ``(E, irreps_in2.dim)`` (e.g. spherical harmonics), same dtype and device.
+        edge_weights: ``(E, weight_numel)`` per-edge path weights, e3nn's order.
+        plan: a channel-wise ``TensorProductPlan`` (``fastso3.core.channelwise.is_channelwise``: weighted
+            ``uvu`` paths, one multiplicity for ``irreps_in1`` and ``irreps_out``, multiplicity-1 ``irreps_in2``),
+            or a ``fastso3.o3.TensorProduct`` with such a plan (its own weights are not used).
+        num_nodes: the number of receivers ``N_out`` (rows of the output).
+        deterministic: sum each receiver's edges in a fixed order (receiver-sorted segments, no atomics),
+            so results are bitwise reproducible. Both CPU backends always are; ``False`` only permits a
+            non-deterministic kernel where one exists (none on CPU).
+        backend: None (device default), ``'cpu'`` or ``'reference'``; see ``fastso3.kernels.registry``.
+
+    Returns:
+        ``(num_nodes, irreps_out.dim)``, differentiable to any order in the three float inputs.
+    """
+    from .core.channelwise import is_channelwise
+    from .kernels.conv import conv_channeled_op, csr, plan_table
+
+    plan = getattr(plan, "plan", plan)
+    if not hasattr(plan, "paths") or not is_channelwise(plan):
+        raise ValueError("tensor_product_conv needs a channel-wise ('uvu', per-edge weights) tensor-product plan")
+    expected = (("node_features", node_features, plan.irreps_in1.dim), ("edge_attr", edge_attr, plan.irreps_in2.dim),
+                ("edge_weights", edge_weights, plan.weight_numel))  # fmt: skip
+    for name, t, dim in expected:
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim != 2 or t.shape[1] != dim:
+            raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim}), got {getattr(t, 'shape', type(t))}")
+        if t.dtype != node_features.dtype or t.device != node_features.device:
+            raise TypeError(f"{name} ({t.dtype}, {t.device}) must match node_features ({node_features.dtype}, {node_features.device})")
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
+        raise ValueError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+    edges = edge_attr.shape[0]
+    if edge_weights.shape[0] != edges:
+        raise ValueError(f"edge_weights has {edge_weights.shape[0]} rows but edge_attr has {edges}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
+    for name, idx in (("edge_src", edge_src), ("edge_dst", edge_dst)):
+        if isinstance(idx, torch.Tensor) and idx.numel() != edges:
+            raise ValueError(f"{name} has {idx.numel()} entries but edge_attr has {edges} rows")
+    _check_index("edge_src", edge_src, edges, node_features.shape[0], node_features.device)
+    _check_index("edge_dst", edge_dst, edges, num_nodes, node_features.device)
+    backend = registry.resolve_backend("tensor_product_conv", backend, node_features.device, node_features.dtype)
+    table = plan_table(plan)
+    src, dst = edge_src.contiguous(), edge_dst.contiguous()
+    (ptr_dst, perm_dst), (ptr_src, perm_src) = csr(dst, num_nodes), csr(src, node_features.shape[0])
+    # table slots: 0 output (gathered through dst), 1 node features (src), 2 edge_attr, 3 edge_weights (per edge)
+    return conv_channeled_op(
+        node_features, edge_weights, edge_attr, [dst, src, None, None], [ptr_dst, ptr_src, None, None],
+        [perm_dst, perm_src, None, None], table, [0, 1, 3, 2], backend,
+    )  # fmt: skip

@@ -1,0 +1,226 @@
+"""Fused channel-wise tensor-product convolution: the table ops of ``kernels/channelwise.py`` over graph edges.
+
+The channel-wise product is a 4-linear form ``F(g, x, y, w)`` over a registered table (slot 0 the output,
+1 the node features, 2 the edge attributes, 3 the per-edge weights). A convolution sums it over edges with
+each slot's tensor gathered through an optional per-slot index (``None``: indexed by the edge itself):
+
+    F_conv = sum_e F(g[index[0][e]], x[index[1][e]], y[index[2][e]], w[index[3][e]])
+
+For a convolution ``index = [edge_dst, edge_src, None, None]``. Every op here is the partial derivative of
+``F_conv`` with respect to one slot (``roles[0]``), a sum over the segments of that slot's index, so, as for
+``cw_channeled``/``cw_scalar``, autograd only permutes ``roles`` and derivatives of every order reuse the two
+ops with the same index arrays:
+
+- ``conv_channeled(A, B, S)``: output in a channeled slot (0, 1 or 3),
+- ``conv_scalar(A, B, D)``: output in the channel-free slot 2.
+
+An indexed slot also carries its CSR form (``ptr[k]``: ``(rows + 1,)`` segment offsets, ``perm[k]``:
+``(E,)`` edges sorted stably by ``index[k]``), built once per call by :func:`csr`. The ``"cpu"`` kernel
+(``cpu/csrc/conv.cpp``) assigns each output row to one thread and adds its segment's edges in that fixed
+order: bitwise reproducible, no atomics, no per-edge output. The ``"reference"`` backend gathers, runs the
+per-sample table op and ``index_add_``s (deterministic on CPU; on CUDA as deterministic as ``index_add_``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+import torch
+
+from . import registry
+from .channelwise import (
+    _TABLES,
+    _channels,
+    _dim,
+    _layout,
+    _run,
+    register_channelwise_plan,
+)
+
+__all__ = ["conv_channeled_op", "conv_scalar_op", "csr", "plan_table"]
+
+Indices = list[torch.Tensor | None]
+
+
+# Run eagerly, as a constant, while torch.compile traces: registration is numpy work on the plan.
+@torch.compiler.assume_constant_result
+def plan_table(plan) -> str:
+    """The registered table name of a channel-wise plan (registering it on first use)."""
+    return register_channelwise_plan(plan)
+
+
+def csr(index: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ptr (rows + 1,), perm (E,))`` int64 of ``index`` ``(E,)`` int64 with values in ``[0, rows)``.
+
+    ``perm`` sorts the edges stably by ``index`` (a fixed summation order); segment ``r`` is
+    ``perm[ptr[r]:ptr[r + 1]]``. No data-dependent shapes, so it traces under ``torch.compile``.
+    """
+    perm = torch.argsort(index, stable=True)
+    ptr = torch.searchsorted(index[perm], torch.arange(rows + 1, device=index.device, dtype=index.dtype))
+    return ptr, perm
+
+
+def _edges(index: Indices, a: torch.Tensor) -> int:
+    return next((i.shape[0] for i in index if i is not None), a.shape[0])
+
+
+def _rows(slot: int, index: Indices, ptr: Indices, edges: int) -> int:
+    """Number of samples (rows of the tensor) of a table slot: its CSR's rows if indexed, else one per edge."""
+    return edges if index[slot] is None else ptr[slot].shape[0] - 1
+
+
+def _check(tensors, index: Indices, ptr: Indices, roles: list[int]) -> int:
+    """Edge count; raises if an operand's rows or an index's values do not fit its slot (runs on data, so it
+    lives in the op's implementation, which is eager even under ``torch.compile``)."""
+    edges = _edges(index, tensors[0])
+    for slot, idx in enumerate(index):
+        if idx is not None and idx.numel():
+            rows = ptr[slot].shape[0] - 1
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= rows:
+                raise IndexError(f"an index of table slot {slot} has values in [{lo}, {hi}], outside [0, {rows})")
+    for t, slot in zip(tensors, roles[1:]):
+        if t.shape[0] != _rows(slot, index, ptr, edges):
+            raise ValueError(f"an operand of table slot {slot} has {t.shape[0]} rows, expected {_rows(slot, index, ptr, edges)}")
+    return edges
+
+
+@functools.cache
+def _entries(name: str, roles: tuple[int, ...], kind: str, device: torch.device, dtype: torch.dtype):
+    """The table's (out, a, b, c) index arrays and coefficients in ``roles`` order, sorted for the kernel's runs:
+    by output row, then b row, then a row (channeled output); by b row, then d row, then output (scalar)."""
+    slots, coef, _ = _TABLES[name]
+    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[3], roles[2])
+    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
+    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
+    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
+
+
+@functools.cache
+def _permutation(name: str, slot: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(to rows, from rows)`` column permutations between a channeled slot's layout and channels-innermost
+    ``(rows, C)``; None if the layout already is channels-innermost (the weights' layout)."""
+    flat = _layout(name, slot, device)[2].reshape(-1)
+    if torch.equal(flat, torch.arange(flat.numel(), device=device)):
+        return None
+    return flat, torch.argsort(flat)
+
+
+def _to_rows(t: torch.Tensor, name: str, slot: int) -> torch.Tensor:
+    """(Z, dim) in the slot's layout -> contiguous (Z, rows, C) channels-innermost."""
+    perm = _permutation(name, slot, t.device)
+    rows = t if perm is None else t.index_select(1, perm[0])  # index_select: far faster than t[:, flat]
+    return rows.reshape(t.shape[0], *_layout(name, slot, t.device)[2].shape)
+
+
+def _from_rows(rows: torch.Tensor, name: str, slot: int) -> torch.Tensor:
+    perm = _permutation(name, slot, rows.device)
+    flat = rows.reshape(rows.shape[0], -1)
+    return flat if perm is None else flat.index_select(1, perm[1])
+
+
+def _reference(kind, tensors, index, ptr, name, roles, edges):
+    per_edge = [t if index[slot] is None else t[index[slot]] for t, slot in zip(tensors, roles[1:])]
+    out = _run(kind, *per_edge, name, roles, "reference")
+    dst = index[roles[0]]
+    return out if dst is None else out.new_zeros(_rows(roles[0], index, ptr, edges), out.shape[1]).index_add_(0, dst, out)
+
+
+def _cpu(kind, tensors, index, ptr, perm, name, roles, edges):
+    from .cpu.loader import library_function
+
+    io, ia, ib, ic, coef = _entries(name, tuple(roles), kind, tensors[0].device, tensors[0].dtype)
+    channeled = (0, 1, 2) if kind == "scalar" else (0, 1)  # which operands carry channels
+    ops = [(_to_rows(t, name, slot) if i in channeled else t).contiguous() for i, (t, slot) in enumerate(zip(tensors, roles[1:]))]
+    o = roles[0]
+    n_out = _rows(o, index, ptr, edges)
+    out = ops[0].new_empty(n_out, *((_layout(name, o, ops[0].device)[2].shape) if kind == "channeled" else (_dim(name, o),)))
+
+    def address(t):
+        return None if t is None else t.data_ptr()
+
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    suffix = "f32" if out.dtype == torch.float32 else "f64"
+    fn = library_function(f"fastso3_conv_{kind}_{suffix}", *[p, i64, p] * 3, p, i64, i64, p, p, i64, i64, p, p, p, p, p, ctypes.c_int)
+    operands = [v for t, slot in zip(ops, roles[1:]) for v in (t.data_ptr(), t.stride(0), address(index[slot]))]
+    # per-edge output: visit the edges sorted by the widest gathered operand's index (cache reuse of its rows)
+    gathered = [slot for slot in roles[1:] if index[slot] is not None]
+    order = perm[o] if index[o] is not None or not gathered else perm[max(gathered, key=lambda k: _dim(name, k))]
+    fn(*operands, out.data_ptr(), n_out, out.stride(0), address(ptr[o]), address(order),
+       _channels(name), coef.numel(), io.data_ptr(), ia.data_ptr(), ib.data_ptr(), ic.data_ptr(), coef.data_ptr(),
+       torch.get_num_threads())  # fmt: skip
+    return _from_rows(out, name, o) if kind == "channeled" else out
+
+
+def _impl(kind, a, b, c, index, ptr, perm, table, roles, backend):
+    tensors = (a, b, c)
+    edges = _check(tensors, index, ptr, roles)
+    if backend == "reference":
+        return _reference(kind, tensors, index, ptr, table, roles, edges)
+    return _cpu(kind, tensors, index, ptr, perm, table, roles, edges)
+
+
+@torch.library.custom_op("fastso3::conv_channeled", mutates_args=())
+def conv_channeled_op(
+    a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, index: Indices, ptr: Indices, perm: Indices,
+    table: str, roles: list[int], backend: str,
+) -> torch.Tensor:  # fmt: skip
+    """a, b: ``(rows, dim)`` channeled, s: ``(rows, ns)`` -> ``(rows_out, dim_out)``; ``roles`` = table slots of
+    (out, a, b, s); ``index``/``ptr``/``perm``: per table slot (see the module docstring)."""
+    registry.record("tensor_product_conv", backend)
+    return _impl("channeled", a, b, s, index, ptr, perm, table, roles, backend)
+
+
+@torch.library.custom_op("fastso3::conv_scalar", mutates_args=())
+def conv_scalar_op(
+    a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, index: Indices, ptr: Indices, perm: Indices,
+    table: str, roles: list[int], backend: str,
+) -> torch.Tensor:  # fmt: skip
+    """a, b, d: ``(rows, dim)`` channeled -> ``(rows_out, n_out)`` in the channel-free slot; as ``conv_channeled``."""
+    registry.record("tensor_product_conv", backend)
+    return _impl("scalar", a, b, d, index, ptr, perm, table, roles, backend)
+
+
+def _fake(a, b, c, index, ptr, perm, table, roles, backend):
+    return a.new_empty(_rows(roles[0], index, ptr, _edges(index, a)), _dim(table, roles[0]))
+
+
+conv_channeled_op.register_fake(_fake)
+conv_scalar_op.register_fake(_fake)
+
+
+def _setup(ctx, inputs, output):
+    a, b, c, index, ptr, perm, table, roles, backend = inputs
+    ctx.save_for_backward(a, b, c, *index, *ptr, *perm)
+    ctx.table, ctx.roles, ctx.backend = table, roles, backend
+
+
+def _saved(ctx):
+    a, b, c, *rest = ctx.saved_tensors
+    return a, b, c, (rest[0:4], rest[4:8], rest[8:12], ctx.table)
+
+
+def _channeled_backward(ctx, g):
+    a, b, s, (ix, pt, pm, t) = _saved(ctx)
+    o, ra, rb, rs = ctx.roles
+    be, need = ctx.backend, ctx.needs_input_grad
+    ga = conv_channeled_op(g, b, s, ix, pt, pm, t, [ra, o, rb, rs], be) if need[0] else None
+    gb = conv_channeled_op(a, g, s, ix, pt, pm, t, [rb, ra, o, rs], be) if need[1] else None
+    gs = conv_scalar_op(g, a, b, ix, pt, pm, t, [rs, o, ra, rb], be) if need[2] else None
+    return ga, gb, gs, None, None, None, None, None, None
+
+
+def _scalar_backward(ctx, g):
+    a, b, d, (ix, pt, pm, t) = _saved(ctx)
+    o, ra, rb, rd = ctx.roles
+    be, need = ctx.backend, ctx.needs_input_grad
+    ga = conv_channeled_op(b, d, g, ix, pt, pm, t, [ra, rb, rd, o], be) if need[0] else None
+    gb = conv_channeled_op(a, d, g, ix, pt, pm, t, [rb, ra, rd, o], be) if need[1] else None
+    gd = conv_channeled_op(a, b, g, ix, pt, pm, t, [rd, ra, rb, o], be) if need[2] else None
+    return ga, gb, gd, None, None, None, None, None, None
+
+
+conv_channeled_op.register_autograd(_channeled_backward, setup_context=_setup)
+conv_scalar_op.register_autograd(_scalar_backward, setup_context=_setup)

@@ -121,9 +121,10 @@ def uvw_op(
     by_slot: list = [None] * 4
     for t, r in zip((a, b, c), roles[1:]):
         by_slot[r] = t.contiguous()
-    out = a.new_zeros(_out_shape((a, b, c), roles, table, shared_weights))
-    run = _reference if backend == "reference" else _cpu
-    return run(by_slot, roles[0], out, table, shared_weights)
+    shape = _out_shape((a, b, c), roles, table, shared_weights)
+    if backend == "reference":  # accumulates path by path into zeros; the kernel writes every entry
+        return _reference(by_slot, roles[0], a.new_zeros(shape), table, shared_weights)
+    return _cpu(by_slot, roles[0], a.new_empty(shape), table, shared_weights)
 
 
 @uvw_op.register_fake

@@ -107,16 +107,18 @@ void small_gemm(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* o
     }
 }
 
-// o[r][q] += sum_k a[k][r] b[k][q] for k < KD: one load and store of o per KD FMAs.
+// o[r][q] (+)= sum_k a[k][r] b[k][q] for k < KD: one load and store of o per KD FMAs; ``overwrite``
+// replaces o instead of adding to it.
 template <typename T, int KD>
-void tile_rank_update(const T* __restrict a, int64_t nr, const T* __restrict b, int64_t nq, T* __restrict o) {
+void tile_rank_update(const T* __restrict a, int64_t nr, const T* __restrict b, int64_t nq, T* __restrict o,
+                      bool overwrite) {
     for (int64_t r = 0; r < nr; ++r) {
         T ar[KD];
         for (int k = 0; k < KD; ++k) ar[k] = a[k * nr + r];
         T* __restrict orow = o + r * nq;
 #pragma omp simd
         for (int64_t q = 0; q < nq; ++q) {
-            T s = orow[q];
+            T s = overwrite ? T(0) : orow[q];
             for (int k = 0; k < KD; ++k) s += ar[k] * b[k * nq + q];
             orow[q] = s;
         }
@@ -124,17 +126,18 @@ void tile_rank_update(const T* __restrict a, int64_t nr, const T* __restrict b, 
 }
 
 template <typename T>
-void rank_update(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* o) {
+void rank_update(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* o, bool overwrite) {
     switch (nk) {
-        case 1: return tile_rank_update<T, 1>(a, nr, b, nq, o);
-        case 2: return tile_rank_update<T, 2>(a, nr, b, nq, o);
-        case 3: return tile_rank_update<T, 3>(a, nr, b, nq, o);
-        case 4: return tile_rank_update<T, 4>(a, nr, b, nq, o);
-        case 5: return tile_rank_update<T, 5>(a, nr, b, nq, o);
-        case 6: return tile_rank_update<T, 6>(a, nr, b, nq, o);
-        case 7: return tile_rank_update<T, 7>(a, nr, b, nq, o);
-        case 8: return tile_rank_update<T, 8>(a, nr, b, nq, o);
+        case 1: return tile_rank_update<T, 1>(a, nr, b, nq, o, overwrite);
+        case 2: return tile_rank_update<T, 2>(a, nr, b, nq, o, overwrite);
+        case 3: return tile_rank_update<T, 3>(a, nr, b, nq, o, overwrite);
+        case 4: return tile_rank_update<T, 4>(a, nr, b, nq, o, overwrite);
+        case 5: return tile_rank_update<T, 5>(a, nr, b, nq, o, overwrite);
+        case 6: return tile_rank_update<T, 6>(a, nr, b, nq, o, overwrite);
+        case 7: return tile_rank_update<T, 7>(a, nr, b, nq, o, overwrite);
+        case 8: return tile_rank_update<T, 8>(a, nr, b, nq, o, overwrite);
         default:
+            if (overwrite) std::memset(o, 0, sizeof(T) * nr * nq);
             for (int64_t r = 0; r < nr; ++r)
                 for (int64_t k = 0; k < nk; ++k) {
                     const T ak = a[k * nr + r];
@@ -144,11 +147,24 @@ void rank_update(const T* a, int64_t nk, int64_t nr, const T* b, int64_t nq, T* 
     }
 }
 
-// t[k][u*mv + v] = sum_{ij} C_ijk x1[u,i] x2[v,j], from x2t[j][v]
+// t[k][u*mv + v] = sum_{ij} C_ijk x1[u,i] x2[v,j], from x2t[j][v]; x1t is scratch for x1 as [i][u]
 template <typename T>
-void cg_outer(const Path& p, const int64_t* cg_idx, const T* cg_val, const T* x1, const T* x2t, T* __restrict t) {
+void cg_outer(const Path& p, const int64_t* cg_idx, const T* cg_val, const T* x1, const T* x2t, T* __restrict x1t,
+              T* __restrict t) {
     const int64_t uv = p.mu * p.mv;
     std::memset(t, 0, sizeof(T) * uv * p.d3);
+    if (p.mv == 1) {  // a channel-free second input (spherical harmonics): vectorise over u instead of v
+        transpose(x1, p.mu, p.d1, x1t);
+        for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+            const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+            const T a = cg_val[e] * x2t[j];
+            T* __restrict tk = t + k * uv;
+            const T* __restrict xi = x1t + i * p.mu;
+#pragma omp simd
+            for (int64_t u = 0; u < p.mu; ++u) tk[u] += a * xi[u];
+        }
+        return;
+    }
     for (int64_t u = 0; u < p.mu; ++u)
         for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
             const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
@@ -202,7 +218,7 @@ void path_group(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg
     if (slot == 0 || slot == 3) {
         for (int64_t n = 0; n < ns; ++n) {  // t[(n, k)][uv] = C(x1, x2)
             transpose(rows.at(2, z0 + n) + p.off2, mv, p.d2, x2t);
-            cg_outer(p, cg_idx, cg_val, rows.at(1, z0 + n) + p.off1, x2t, t + n * d3 * uv);
+            cg_outer(p, cg_idx, cg_val, rows.at(1, z0 + n) + p.off1, x2t, s.x1t.data(), t + n * d3 * uv);
         }
         if (slot == 0) {  // out[w,k] += c sum_uv t[k][uv] W[uv,w]
             small_gemm(t, nk, uv, w, mw, acc);
@@ -215,7 +231,8 @@ void path_group(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg
         } else {  // dW[uv,w] += c sum_k t[k][uv] g[w,k]
             for (int64_t n = 0; n < ns; ++n) transpose(rows.at(0, z0 + n) + p.off_out, mw, d3, gt + n * d3 * mw);
             for (int64_t r = 0; r < nk * uv; ++r) t[r] *= c;
-            rank_update(t, nk, uv, gt, mw, rows.out_at(z0) + p.off_w);
+            // per-sample weight gradients: each path owns its block of the row, written once
+            rank_update(t, nk, uv, gt, mw, rows.out_at(z0) + p.off_w, rows.out_stride != 0);
         }
         return;
     }
@@ -242,6 +259,19 @@ void path_group(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg
             T* o = rows.out_at(z0 + n) + p.off1;
             for (int64_t u = 0; u < p.mu; ++u)
                 for (int64_t i = 0; i < p.d1; ++i) o[u * p.d1 + i] += dt[i * p.mu + u];
+        } else if (mv == 1) {  // dx2[j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][u]: dots over u
+            T* __restrict x1t = s.x1t.data();
+            transpose(rows.at(1, z0 + n) + p.off1, p.mu, p.d1, x1t);
+            T* o = rows.out_at(z0 + n) + p.off2;
+            for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+                const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+                const T* __restrict xi = x1t + i * p.mu;
+                const T* __restrict tk = tn + k * uv;
+                T a = T(0);
+#pragma omp simd reduction(+ : a)
+                for (int64_t u = 0; u < p.mu; ++u) a += xi[u] * tk[u];
+                o[j] += cg_val[e] * a;
+            }
         } else {  // dx2[v,j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][uv], accumulated as dt[j][v]
             const T* x1 = rows.at(1, z0 + n) + p.off1;
             std::memset(dt, 0, sizeof(T) * p.d2 * mv);
@@ -348,7 +378,7 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
     const int64_t out_dim = dims[slot];
     if (nthreads < 1) nthreads = 1;
     std::vector<T> partial(reduce ? out_dim * nthreads : 0, T(0));
-    if (!reduce) std::memset(out, 0, sizeof(T) * out_dim * nz);
+    if (!reduce && slot != 3) std::memset(out, 0, sizeof(T) * out_dim * nz);  // paths add into shared rows
     const int64_t nblocks = (nz + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {

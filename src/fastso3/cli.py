@@ -329,7 +329,8 @@ def _demo_convolution(ctx: DemoContext) -> None:
 # check
 # ---------------------------------------------------------------------------------------------------------
 def run_check(lmax: int = 8, out: Callable[[str], None] = print) -> int:
-    """Equivariance report of the spherical harmonics (every backend) and the Wigner D matrices.
+    """Equivariance report of the spherical harmonics (every backend), the Wigner D matrices and the eSCN SO(2)
+    messages (``fastso3.so2``).
 
     Returns:
         0 if every check passes, 1 otherwise.
@@ -380,6 +381,47 @@ def run_check(lmax: int = 8, out: Callable[[str], None] = print) -> int:
         out(f"{str(dt).replace('torch.', '')} (tolerance {tol:.0e}); |D^1(R) - R| = {rows[1]['D1_minus_R']:.2e}")
         out(_table(["l", "|D(R1R2)-D(R1)D(R2)|", "|D D^T - 1|", "status"], table))
         out("")
+
+    # eSCN SO(2) convolutions, as FastSo3's check_equi.py: b = 100 random edges, one random rotation R;
+    # message: max |D(R) m(x, v) - m(D(R) x, R v)|, invariant: max |m0(x, v) - m0(D(R) x, R v)|
+    from fastso3 import so2
+    from fastso3.o3 import rand_matrix, wigner_D_from_matrix
+
+    out("== so2 (eSCN): equivariance of get_message and invariance of its degree-0 output, b = 100, c_in = 4")
+    table = []
+    for L in (2, 6):
+        for layer in ("SO2_conv", "SO2_conv_e"):
+            for dt in (torch.float32, torch.float64):
+                b, c_in, c_out, c_hid, c0_in, c0_out = 100, 4, 2, 2, 2, 4
+                try:
+                    with torch.random.fork_rng():
+                        torch.manual_seed(L)
+                        if layer == "SO2_conv":
+                            conv = so2.SO2_conv(c_in, c_out, L, c0_in, c0_out)
+                            w = torch.randn(b, c_in, L, 2 * L, c_out, L)
+                            w0 = torch.randn(b, c0_in + c_in * L, c0_out + c_out * L)
+                        else:
+                            conv = so2.SO2_conv_e(c_in, c_out, c_hid, L, c0_in, c0_out)
+                            w, w0 = torch.randn(b, c_hid, 2 * L), torch.randn(b, c_hid)
+                        x = torch.randn(b, c_in, L, 2 * L + 1) * so2.get_mask(L)
+                        x0, v, R = torch.randn(b, c0_in), torch.randn(b, 3), rand_matrix(dtype=torch.float64)
+                    pad = torch.nn.functional.pad
+                    D = torch.stack([pad(wigner_D_from_matrix(l, R), (L - l,) * 4) for l in range(1, L + 1)])
+                    D = D.expand(b, -1, -1, -1).to(dt)
+                    conv, x, x0, w, w0, v = (t.to(dt) for t in (conv, x, x0, w, w0, v))
+                    with torch.no_grad():
+                        m, m0 = so2.get_message(x, x0, w, w0, v, conv, L)
+                        mR, m0R = so2.get_message(so2.rotate(D, x), x0, w, w0, v @ R.to(dt).T, conv, L)
+                    errs = [float((so2.rotate(D, m) - mR).abs().max()), float((m0 - m0R).abs().max())]
+                except Exception as exc:
+                    failures.append(f"so2 {layer} L={L} {dt}: {type(exc).__name__}: {exc}")
+                    continue
+                status = "ok" if max(errs) <= FLOAT_TOLERANCE[dt] else "FAIL"
+                if status == "FAIL":
+                    failures.append(f"so2 {layer} L={L} {dt}: {max(errs):.2e} above {FLOAT_TOLERANCE[dt]:.0e}")
+                table.append([layer, L, str(dt).replace("torch.", ""), f"{errs[0]:.2e}", f"{errs[1]:.2e}", status])
+    out(_table(["layer", "L", "dtype", "equivariance error", "invariance error", "status"], table))
+    out("")
 
     if failures:
         out("FAILED:")

@@ -1,0 +1,272 @@
+"""Benchmark ``so2``: eSCN SO(2) convolutions (``fastso3.so2``), float32.
+
+Cases (the FastSo3 README's table shapes): ``b = 1000`` edges, ``c = 128`` channels, ``hidden = c``,
+``L = 1..6``, forward, for
+
+* ``conv_e``: ``SO2_conv_e`` alone (features already in the edge frame), and
+* ``message``: ``get_message`` (edge frames, Wigner blocks, rotation in and out, ``SO2_conv_e``);
+
+plus ``b = 100000`` at ``L = 2`` and ``6``, forward and forward+backward (gradients w.r.t. features, gates,
+edge vectors and parameters). ``--quick``: ``c = 16`` and ``b = 100 / 2000``, ``L`` in (1, 6).
+
+Providers, same parameters and inputs:
+
+* ``fastso3`` (eager) and ``fastso3-compiled`` (``torch.compile(fullgraph=True)``);
+* ``per-m-loop``: ``fastso3.so2.reference`` (Euler-angle Wigner blocks, Python loop over ``m`` touching only
+  the valid degrees, as the official eSCN code); the reference of the speed-up column;
+* ``fastso3-style``: FastSo3's padded formulation (flip/cat of the weights every call, einsums over the
+  padded ``2L`` axis, dense padded Wigner matrices from Euler angles);
+* ``matmul``: one float32 matmul ``(M, 512) @ (512, 512)`` with the layer's useful FLOP count (eSCN's
+  ``c h (L+1)(4+8L)`` per edge, plus ``4 c sum(2l+1)^2`` for the two rotations of ``message``); the ratio
+  ``matmul/fastso3-compiled`` is the fraction of the machine's matmul throughput the layer reaches;
+* ``rotation`` (``message`` cases): edge frames + Wigner blocks + rotation in and out, no convolution; the
+  ratio ``rotation/fastso3`` is the rotation's share of the eager message time.
+
+``checks`` records the agreement of the providers and the machine's large-matmul GFLOP/s (2048^3, float32).
+
+Run: ``fastso3 bench so2 [--quick]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Benchmark, Case, main
+
+MEASURES = ("forward", "forward+backward")
+
+
+def _conv_flops(c: int, h: int, L: int) -> int:
+    return c * h * (L + 1) * (4 + 8 * L)
+
+
+def _rotation_flops(c: int, L: int) -> int:
+    return 4 * c * sum((2 * l + 1) ** 2 for l in range(1, L + 1))
+
+
+def _setup(b: int, c: int, L: int, seed: int = 0):
+    from fastso3.so2 import SO2_conv_e, get_mask
+
+    torch.manual_seed(seed)
+    conv = SO2_conv_e(c, c, c, L, c, c)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(b, c, L, 2 * L + 1, generator=gen) * get_mask(L)
+    x0 = torch.randn(b, c, generator=gen)
+    w = torch.randn(b, c, 2 * L, generator=gen)
+    w0 = torch.randn(b, c, generator=gen)
+    v = torch.randn(b, 3, generator=gen)
+    return conv, (x, x0, w, w0, v)
+
+
+def _fastso3_style_conv(conv, x, x0, w, w0):
+    """FastSo3's formulation of ``SO2_conv_e``: weights flipped and concatenated over the padded 2L axis per call."""
+    L = conv.L
+    x_minus, x_m0, x_plus = x.split([L, 1, L], -1)
+    gate_a = torch.cat([w[..., L:].flip(-1), w[..., L:]], -1)
+    gate_b = torch.cat([w[..., :L], w[..., :L].flip(-1)], -1)
+    y0 = (torch.cat([x0, x_m0.flatten(1)], 1) @ conv.en0) * w0 @ conv.de0
+    x_l = torch.cat([x_minus, x_plus], -1)
+
+    def path(en, de, gate):
+        h = torch.einsum("clhm,bclm->bhm", torch.cat([en.flip(-1), en], -1), x_l) * gate
+        return torch.einsum("hclm,bhm->bclm", torch.cat([de.flip(-1), de], -1), h)
+
+    a, bb = path(conv.en1, conv.de1, gate_a), path(conv.en2, conv.de2, gate_b)
+    y_plus = a[..., L:] - bb[..., :L].flip(-1)
+    y_minus = a[..., :L] + bb[..., L:].flip(-1)
+    y_m0 = y0[:, conv.c_L0_out :].reshape(len(y0), conv.c_out, L, 1)
+    return torch.cat([y_minus, y_m0, y_plus], -1) * conv.Mask_out, y0[:, : conv.c_L0_out]
+
+
+def _fastso3_style_message(conv, x, x0, w, w0, v):
+    from fastso3.so2.reference import edge_wigner_euler
+
+    L = conv.L
+    pad = torch.nn.functional.pad
+    W = torch.stack([pad(D, (L - l,) * 4) for l, D in enumerate(edge_wigner_euler(v, L), 1)], 1)
+    y, y0 = _fastso3_style_conv(conv, torch.einsum("blde,bcle->bcld", W, x), x0, w, w0)
+    return torch.einsum("bled,bcle->bcld", W, y), y0
+
+
+def _in_frame(x, v, L):
+    from fastso3.so2 import EdgeRotation, rotate
+
+    return rotate(EdgeRotation(L)(v), x)
+
+
+def _fn(kind: str, provider: str, conv, L: int):
+    """The callable ``(x, x0, w, w0, v) -> outputs`` of a provider."""
+    from fastso3.so2 import EdgeRotation, get_message, rotate, rotate_back
+    from fastso3.so2.reference import message_reference, so2_reference
+
+    if provider in ("fastso3", "fastso3-compiled"):
+        f = (
+            (lambda x, x0, w, w0, v: conv(x, x0, w, w0))
+            if kind == "conv_e"
+            else (lambda x, x0, w, w0, v: get_message(x, x0, w, w0, v, conv, L))
+        )
+        return torch.compile(f, fullgraph=True) if provider == "fastso3-compiled" else f
+    if provider == "per-m-loop":
+        if kind == "message":
+            return lambda x, x0, w, w0, v: message_reference(x, x0, w, w0, v, conv)
+
+        def conv_loop(x, x0, w, w0, v):
+            ys, y0 = so2_reference(conv, [x[:, :, l - 1, L - l : L + l + 1] for l in range(1, L + 1)], x0, w, w0)
+            return [*ys, y0]
+
+        return conv_loop
+    if provider == "fastso3-style":
+        if kind == "message":
+            return lambda x, x0, w, w0, v: _fastso3_style_message(conv, x, x0, w, w0, v)
+        return lambda x, x0, w, w0, v: _fastso3_style_conv(conv, x, x0, w, w0)
+    if provider == "rotation":
+        rotation = EdgeRotation(L)
+
+        def rot(x, x0, w, w0, v):
+            W = rotation(v)
+            return rotate_back(W, rotate(W, x))
+
+        return rot
+    raise ValueError(provider)
+
+
+def _outputs(out):
+    return [t for t in (out if isinstance(out, (tuple, list)) else [out]) if t.requires_grad or t.is_floating_point()]
+
+
+def _factory(kind: str, provider: str, b: int, c: int, L: int, measure: str):
+    def factory():
+        conv, (x, x0, w, w0, v) = _setup(b, c, L)
+        if kind == "conv_e":
+            x = _in_frame(x, v, L)
+        if provider == "matmul":
+            flops = b * (_conv_flops(c, c, L) + (_rotation_flops(c, L) if kind == "message" else 0))
+            a = torch.randn(max(1, round(flops / (2 * 512 * 512))), 512)
+            m = torch.randn(512, 512)
+            if measure == "forward":
+                return lambda: a @ m
+            a.requires_grad_()
+            m.requires_grad_()
+
+            def mm():
+                a.grad = m.grad = None
+                (a @ m).backward(torch.ones(len(a), 512))
+
+            return mm
+        fn = _fn(kind, provider, conv, L)
+        if measure == "forward":
+
+            def run():
+                with torch.no_grad():
+                    return fn(x, x0, w, w0, v)
+
+            run()
+            return run
+        leaves = [t.clone().requires_grad_() for t in (x, x0, w, w0, v)]
+        grads = None
+
+        def run_bwd():
+            nonlocal grads
+            for t in leaves:
+                t.grad = None
+            conv.zero_grad(set_to_none=True)
+            outs = _outputs(fn(*leaves))
+            if grads is None:
+                grads = [torch.randn_like(o) for o in outs]
+            torch.autograd.backward(outs, grads)
+
+        run_bwd()
+        return run_bwd
+
+    return factory
+
+
+def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, m = torch.randn(n, n), torch.randn(n, n)
+    a @ m
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ m
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _checks(c: int):
+    def checks():
+        from fastso3.so2 import get_message
+        from fastso3.so2.reference import message_reference
+
+        out = {"matmul_gflops_2048": _matmul_gflops()}
+        for L in (1, 6):
+            conv, (x, x0, w, w0, v) = _setup(50, c, L)
+            with torch.no_grad():
+                y = get_message(x, x0, w, w0, v, conv, L)[0]
+                r = message_reference(x, x0, w, w0, v, conv)[0]
+                s = _fastso3_style_message(conv, x, x0, w, w0, v)[0]
+            scale = float(r.abs().max())
+            out[f"rel_diff_per_m_loop_L{L}"] = float((y - r).abs().max()) / scale
+            out[f"rel_diff_fastso3_style_L{L}"] = float((y - s).abs().max()) / scale
+        return out
+
+    return checks
+
+
+def make_benchmark(quick: bool = False) -> Benchmark:
+    c = 16 if quick else 128
+    b_small, b_big = (100, 2000) if quick else (1000, 100_000)
+    ls_small, ls_big = ((1, 6), (2, 6)) if quick else (tuple(range(1, 7)), (2, 6))
+    providers = ["fastso3", "fastso3-compiled", "per-m-loop", "fastso3-style", "matmul"]
+    cases = []
+    plan = [("forward", b, L) for L in ls_small for b in (b_small,)]
+    plan += [(measure, b_big, L) for measure in MEASURES for L in ls_big]
+    for measure, b, L in plan:
+        for kind in ("conv_e", "message"):
+            names = providers + (["rotation"] if kind == "message" else [])
+            flops = b * (_conv_flops(c, c, L) + (_rotation_flops(c, L) if kind == "message" else 0))
+            cases.append(
+                Case(
+                    name=f"{measure} {kind} b={b} L={L}",
+                    params={
+                        "measure": measure,
+                        "kind": kind,
+                        "b": b,
+                        "c": c,
+                        "hidden": c,
+                        "L": L,
+                        "gflop_forward": flops / 1e9,
+                    },
+                    providers={p: _factory(kind, p, b, c, L, measure) for p in names},
+                )
+            )
+    timing = (
+        {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "min_time": 0.05, "block_time": 0.005}
+        if quick
+        else {"warmup": 2, "min_repeats": 5, "max_repeats": 30, "min_time": 1.0, "block_time": 0.02}
+    )
+    return Benchmark(
+        name="so2",
+        description="eSCN SO(2) convolution (SO2_conv_e) and get_message, float32: fastso3 eager/compiled vs a "
+        "per-m loop and FastSo3's padded formulation; matmul with the same FLOPs as the roofline",
+        cases=cases,
+        reference="per-m-loop",
+        ratios=[
+            ("per-m-loop/fastso3-compiled", "per-m-loop", "fastso3-compiled"),
+            ("fastso3-style/fastso3-compiled", "fastso3-style", "fastso3-compiled"),
+            ("matmul/fastso3-compiled (matmul efficiency)", "matmul", "fastso3-compiled"),
+            ("rotation/fastso3 (rotation share, eager)", "rotation", "fastso3"),
+        ],
+        settings={"dtype": "float32", "quick": quick, "channels": c, "hidden": c, "c_L0": c},
+        plot_panels="kind",
+        checks=_checks(c),
+        timing=timing,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(make_benchmark))

@@ -1,0 +1,206 @@
+"""FastSo3-compatible SO(2) convolutions in the padded layout (torch).
+
+In the edge frame (edge along +y) a degree-``l`` feature's components ``(m, -m)`` only mix with the same ``|m|``
+of other degrees, as a complex multiplication: with ``A, B`` maps over (channel, degree),
+
+    y_{+m} = A_m x_{+m} - B_m x_{-m},    y_{-m} = A_m x_{-m} + B_m x_{+m},    y_0 = A_0 x_0,
+
+which commutes with rolls about y (``x_{+m} + i x_{-m}`` is multiplied by ``e^{i m phi}``). All ``m`` are handled
+at once by batched matmuls over a ``|m|`` axis (no Python loop over ``m``, no data-dependent indexing).
+Parameter names, shapes, initialisation and semantics are those of FastSo3 (wzm2256/FastSo3, ``so2.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._layout import get_mask
+from ._rotation import EdgeRotation, rotate, rotate_back
+
+__all__ = ["SO2_conv", "SO2_conv_e", "get_message"]
+
+
+def so2_bottleneck(
+    x: Tensor,
+    y_m0: Tensor,
+    gates: Tensor,
+    en1: Tensor,
+    de1: Tensor,
+    en2: Tensor | None = None,
+    de2: Tensor | None = None,
+) -> Tensor:
+    """The SO(2) bottleneck ``A_m = de1 diag(g_a) en1``, ``B_m = de2 diag(g_b) en2`` for ``|m| = 1..K``.
+
+    Shapes: ``x (B, C_in, L, 2K+1)`` in the edge frame (column ``K + m``); ``y_m0 (B, C_out, L)``, the ``m = 0``
+    output; ``gates (K, B, H)`` (``g_a``) or ``(K, B, 2H)`` (``[g_a, g_b]``); ``en1, en2 (C_in, L, H, K)``;
+    ``de1, de2 (H, C_out, L, K)``. Returns ``y (B, C_out, L, 2K+1)``, a view of channels-last memory; its padding
+    is whatever ``de`` gives there. Without ``en2`` only the real path ``A`` is applied (the parity-preserving subset).
+
+    Batched matmuls over ``|m|``, the ``+m`` and ``-m`` halves sharing the weights; the ``-m`` half is read and
+    written in the layout's order ``m = -K..-1`` by reversing the (small) weights' batch axis instead of the data.
+    For the complex path the hidden axes of ``A`` and ``B`` sit side by side:
+    ``y_{+m} = [e1_{+m}, -e2_{-m}] [de1; de2]``, ``y_{-m} = [e1_{-m}, e2_{+m}] [de1; de2]``.
+    """
+    B, C, L, M = x.shape
+    K = (M - 1) // 2
+    en = en1 if en2 is None else torch.cat([en1, en2], 2)
+    de = de1 if de2 is None else torch.cat([de1, de2], 0)
+    H2, Co = en.shape[2], de.shape[1]
+    # rows ordered (l, c): a channels-last x (as rotate() returns) is then read in contiguous runs
+    en = en.permute(3, 1, 0, 2).reshape(K, L * C, H2)
+    de = de.permute(3, 0, 2, 1).reshape(K, H2, L * Co)
+    e_plus = torch.bmm(x[..., K + 1 :].permute(3, 0, 2, 1).reshape(K, B, L * C), en) * gates
+    e_minus = torch.bmm(x[..., :K].permute(3, 0, 2, 1).reshape(K, B, L * C), en.flip(0)).flip(0) * gates
+    if en2 is not None:
+        H = H2 // 2
+        e_plus, e_minus = (
+            torch.cat([e_plus[..., :H], -e_minus[..., H:]], -1),
+            torch.cat([e_minus[..., :H], e_plus[..., H:]], -1),
+        )
+    y_plus = torch.bmm(e_plus, de).view(K, B, L, Co).permute(1, 2, 0, 3)
+    y_minus = torch.bmm(e_minus.flip(0), de.flip(0)).view(K, B, L, Co).permute(1, 2, 0, 3)
+    # written channels-last (B, L, 2K+1, C_out), which rotate_back() reads without a copy
+    return torch.cat([y_minus, y_m0.transpose(1, 2)[:, :, None], y_plus], 2).permute(0, 3, 1, 2)
+
+
+def _check(name: str, t: Tensor, shape: tuple, what: str) -> None:
+    if not isinstance(t, Tensor) or t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+        got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise ValueError(f"{name}: {what} must have shape (B, {', '.join(map(str, shape))}), got {got}")
+
+
+def _check_counts(name: str, **counts) -> None:
+    for key, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}: {key} must be a non-negative int, got {v!r}")
+
+
+class _SO2Base(torch.nn.Module):
+    def __init__(self, c_in: int, c_out: int, L: int, c_L0_in: int, c_L0_out: int, bias: bool) -> None:
+        super().__init__()
+        _check_counts(type(self).__name__, c_in=c_in, c_out=c_out, L=L, c_L0_in=c_L0_in, c_L0_out=c_L0_out)
+        if L < 1:
+            raise ValueError(f"{type(self).__name__}: L must be >= 1, got {L}")
+        self.register_buffer("Mask_out", get_mask(L))
+        self.L, self.c_in, self.c_out, self.c_L0_in, self.c_L0_out, self.bias = (
+            L,
+            c_in,
+            c_out,
+            c_L0_in,
+            c_L0_out,
+            bias,
+        )
+        # the edge-frame Wigner blocks used by get_message (non-persistent: FastSo3 state dicts load as they are)
+        self.rotation = EdgeRotation(L)
+
+    def _check_inputs(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor, w_shape: tuple, w_L0_shape: tuple):
+        name = type(self).__name__
+        L = self.L
+        _check(name, x, (self.c_in, L, 2 * L + 1), "x")
+        _check(name, x_L0, (self.c_L0_in,), "x_L0")
+        _check(name, w, w_shape, "w")
+        _check(name, w_L0, w_L0_shape, "w_L0")
+        if not x.shape[0] == x_L0.shape[0] == w.shape[0] == w_L0.shape[0]:
+            raise ValueError(f"{name}: x, x_L0, w, w_L0 must have the same number of edges")
+
+    def _m0(self, x: Tensor, x_L0: Tensor, y0: Tensor) -> tuple[Tensor, Tensor]:
+        """Split the ``m = 0`` output ``(B, c_L0_out + c_out L)`` into ``(y_L0, y_m0 (B, c_out, L))``."""
+        if self.bias:
+            y0 = y0 + self.bias_0
+        return y0[:, : self.c_L0_out], y0[:, self.c_L0_out :].reshape(len(y0), self.c_out, self.L)
+
+    @staticmethod
+    def _x_m0(x: Tensor, x_L0: Tensor) -> Tensor:
+        """``[x_L0, x_{m=0}]`` as ``(B, c_L0_in + c_in L)``, channel-major as FastSo3."""
+        L = x.shape[-2]
+        return torch.cat([x_L0, x[..., L].flatten(1)], 1)
+
+
+class SO2_conv_e(_SO2Base):
+    """FastSo3's efficient SO(2) convolution (eSCN's bottleneck form), in the edge frame.
+
+    Parameters (FastSo3 names and shapes; ``H = c_hidden``): ``en0 (c_in L + c_L0_in, H)``,
+    ``de0 (H, c_out L + c_L0_out)``, ``en1, en2 (c_in, L, H, L)``, ``de1, de2 (H, c_out, L, L)`` (last axis
+    ``|m| - 1``), ``bias_0 (1, c_out L + c_L0_out)`` if ``bias``; initialised as FastSo3 (Kaiming uniform, same
+    order, so a seed gives FastSo3's values).
+
+    ``forward(x, x_L0, w, w_L0) -> (y, y_L0)``: ``x (B, c_in, L, 2L+1)`` (padding must be zero), ``x_L0 (B,
+    c_L0_in)``, ``w (B, H, 2L)`` (``w[:, :, L + |m| - 1]`` gates ``A_m``, ``w[:, :, L - |m|]`` gates ``B_m``),
+    ``w_L0 (B, H)``; ``y (B, c_out, L, 2L+1)`` (padding zero), ``y_L0 (B, c_L0_out)``. Any float dtype.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, c_hidden: int, L: int, c_L0_in: int = 0, c_L0_out: int = 0, bias: bool = False
+    ) -> None:
+        _check_counts("SO2_conv_e", c_hidden=c_hidden)
+        super().__init__(c_in, c_out, L, c_L0_in, c_L0_out, bias)
+        self.c_hidden = H = c_hidden
+        self.en0 = torch.nn.Parameter(torch.empty(c_in * L + c_L0_in, H))
+        self.de0 = torch.nn.Parameter(torch.empty(H, c_out * L + c_L0_out))
+        if bias:
+            self.bias_0 = torch.nn.Parameter(torch.zeros(1, c_out * L + c_L0_out))
+        self.en1 = torch.nn.Parameter(torch.empty(c_in, L, H, L))
+        self.de1 = torch.nn.Parameter(torch.empty(H, c_out, L, L))
+        self.en2 = torch.nn.Parameter(torch.empty(c_in, L, H, L))
+        self.de2 = torch.nn.Parameter(torch.empty(H, c_out, L, L))
+        for p in (self.en0, self.de0, self.en1, self.de1, self.en2, self.de2):
+            torch.nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+
+    def forward(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
+        L, H = self.L, self.c_hidden
+        self._check_inputs(x, x_L0, w, w_L0, (H, 2 * L), (H,))
+        y_L0, y_m0 = self._m0(x, x_L0, (self._x_m0(x, x_L0) @ self.en0) * w_L0 @ self.de0)
+        wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
+        gates = torch.cat([wk[L:], wk[:L].flip(0)], -1)
+        # zeroing de where |m| > l leaves the output's padding exactly 0 (FastSo3 masks the output instead)
+        mask = self.Mask_out[0, 0, :, L + 1 :].to(self.de1.dtype)
+        return so2_bottleneck(x, y_m0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
+
+
+class SO2_conv(_SO2Base):
+    """FastSo3's simple SO(2) convolution: a full per-edge linear map in the edge frame.
+
+    ``forward(x, x_L0, w, w_L0) -> (y, y_L0)``: ``x (B, c_in, L, 2L+1)`` (padding must be zero), ``x_L0 (B,
+    c_L0_in)``, ``w (B, c_in, L, 2L, c_out, L)`` (axis 3: ``L + |m| - 1`` holds ``A_m``, ``L - |m|`` holds
+    ``B_m``, each ``(c_in, l_in) -> (c_out, l_out)``), ``w_L0 (B, c_L0_in + c_in L, c_L0_out + c_out L)``;
+    ``y (B, c_out, L, 2L+1)``, ``y_L0 (B, c_L0_out)``. ``bias_0 (1, c_out L + c_L0_out)`` if ``bias`` (FastSo3
+    adds the constant 1 instead, a bug not reproduced).
+    """
+
+    def __init__(self, c_in: int, c_out: int, L: int, c_L0_in: int = 0, c_L0_out: int = 0, bias: bool = False) -> None:
+        super().__init__(c_in, c_out, L, c_L0_in, c_L0_out, bias)
+        if bias:
+            self.bias_0 = torch.nn.Parameter(torch.zeros(1, c_out * L + c_L0_out))
+
+    def forward(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
+        L, ci, co = self.L, self.c_in, self.c_out
+        self._check_inputs(x, x_L0, w, w_L0, (ci, L, 2 * L, co, L), (self.c_L0_in + ci * L, self.c_L0_out + co * L))
+        y_L0, y_m0 = self._m0(x, x_L0, torch.einsum("bi,bio->bo", self._x_m0(x, x_L0), w_L0))
+        xs = torch.stack([x[..., L + 1 :], x[..., :L].flip(-1)])  # (2, B, c_in, L, L): +m, -m; last axis |m|-1
+        a = torch.einsum("sbclk,bclkdo->sbdok", xs, w[:, :, :, L:])
+        # B_m sits at w[:, :, :, L - m]: contract the m-reversed input, then reverse back (no copy of w)
+        b = torch.einsum("sbclk,bclkdo->sbdok", xs.flip(-1), w[:, :, :, :L]).flip(-1)
+        y = torch.cat([(a[1] + b[0]).flip(-1), y_m0[..., None], a[0] - b[1]], -1)
+        return y * self.Mask_out, y_L0
+
+
+def get_message(
+    x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor, edges_vec: Tensor, conv: torch.nn.Module, L: int
+) -> tuple[Tensor, Tensor]:
+    """FastSo3's ``get_message``: rotate ``x`` to the edge frame, apply ``conv``, rotate back.
+
+    Shapes as the conv's ``forward`` plus ``edges_vec (B, 3)``; returns ``(message (B, c_out, L, 2L+1),
+    message_L0 (B, c_L0_out))``. The edge frame is :func:`~fastso3.so2.edge_rotation` (deterministic roll;
+    the message does not depend on the roll). Edges shorter than ``1e-9`` use the frame ``R = I``.
+    """
+    if getattr(conv, "L", L) != L:
+        raise ValueError(f"get_message: L={L} but the conv was built with L={conv.L}")
+    if edges_vec.shape != (x.shape[0], 3):
+        raise ValueError(f"get_message: edges_vec must have shape ({x.shape[0]}, 3), got {tuple(edges_vec.shape)}")
+    rotation = conv.rotation if isinstance(getattr(conv, "rotation", None), EdgeRotation) else EdgeRotation(L)
+    W = rotation(edges_vec.to(x.dtype))
+    y, y_L0 = conv(rotate(W, x), x_L0, w, w_L0)
+    return rotate_back(W, y), y_L0

@@ -1,0 +1,134 @@
+"""Edge frames and their Wigner blocks (torch), without Euler angles.
+
+``edge_rotation(v)`` is a rotation ``R`` with ``R v/|v| = e_y`` (y is e3nn's polar axis). Two charts, each the
+minimal rotation ``I + K + K^2/(1 + c)`` (Rodrigues form of the quaternion ``(1 + c, a x b)``):
+
+* ``y >= 0``: ``v_hat -> e_y``, denominator ``1 + y >= 1``;
+* ``y < 0``: ``v_hat -> -e_y``, then the half-turn ``Rx(pi)``, denominator ``1 - y > 1``.
+
+Each chart is a rational function of ``v_hat`` with a denominator >= 1 where it is used, so ``R`` and all its
+derivatives are finite for every direction, ``+-y`` included. The charts differ by a roll about ``y`` at the
+switch; the SO(2) convolutions commute with that roll, so messages are smooth across it. The roll is
+deterministic (no random vector, unlike eSCN/FastSo3).
+
+Wigner blocks: ``D^1(R) = R`` (e3nn's l=1 basis is (x, y, z)) and ``D^l = (2l+1) C^T (D^{l-1} x D^1) C`` with
+``C = wigner_3j(l-1, 1, l)``, polynomial in ``R``, tabulated once per module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fastso3.core.cg import wigner_3j
+
+__all__ = ["EdgeRotation", "edge_rotation", "rotate", "rotate_back"]
+
+
+def edge_rotation(vec: Tensor, eps: float = 1e-9) -> Tensor:
+    """Rotation matrices ``R (..., 3, 3)`` with ``R @ vec/|vec| = e_y``, for ``vec (..., 3)`` (float32/64).
+
+    Row 1 of ``R`` is the unit edge direction. Vectors with ``|vec| <= eps`` are treated as pointing along
+    ``+y`` (``R = I``) with a zero gradient; every value and gradient stays finite.
+    """
+    if vec.shape[-1:] != (3,):
+        raise ValueError(f"edge_rotation: expected vectors (..., 3), got shape {tuple(vec.shape)}")
+    norm = torch.linalg.vector_norm(vec, dim=-1, keepdim=True)
+    short = norm <= eps
+    e_y = torch.zeros_like(vec)
+    e_y[..., 1] = 1
+    # double where: the short branch never sees a division by ~0, so its gradient is 0 rather than NaN
+    u = torch.where(short, e_y, vec / torch.where(short, torch.ones_like(norm), norm))
+    x, y, z = u.unbind(-1)
+    s = 2 * (y >= 0).to(u.dtype) - 1  # chart: minimal rotation to s e_y, then Rx(pi) if s = -1
+    k = 1 / (1 + s * y)  # 1 + |y| >= 1
+    xx, xz, zz = k * x * x, k * x * z, k * z * z
+    one = torch.ones_like(x)
+    # chart s: rows (1 - x^2 k, -s x, -x z k), (x, y, z), s (-x z k, -s z, 1 - z^2 k)
+    R = torch.stack(
+        [
+            torch.stack([one - xx, -s * x, -xz], -1),
+            torch.stack([x, y, z], -1),
+            torch.stack([-s * xz, -z, s * (one - zz)], -1),
+        ],
+        -2,
+    )
+    return R
+
+
+def _cg_tables(L: int) -> list[Tensor]:
+    """``sqrt(2l+1) wigner_3j(l-1, 1, l)`` reshaped ``(2l-1, 3, 2l+1)`` for ``l = 2..L`` (float64)."""
+    return [torch.tensor(wigner_3j(l - 1, 1, l) * math.sqrt(2 * l + 1)) for l in range(2, L + 1)]
+
+
+class EdgeRotation(torch.nn.Module):
+    """Padded Wigner blocks of the edge frames, FastSo3's ``W`` layout.
+
+    ``forward(vec (E, 3)) -> W (E, L, 2L+1, 2L+1)`` with ``W[:, l-1]`` = ``D^l(edge_rotation(vec))`` centred and
+    zero-padded; in the dtype and device of ``vec``. With ``mmax < L`` the rows are cut to ``|m| <= mmax``:
+    ``(E, L, 2 mmax + 1, 2L+1)``. The CG tables are float64 non-persistent buffers (not in the state dict) that stay
+    float64 under ``module.to(dtype)``.
+    """
+
+    def __init__(self, L: int, mmax: int | None = None, eps: float = 1e-9) -> None:
+        super().__init__()
+        if isinstance(L, bool) or not isinstance(L, int) or L < 1:
+            raise ValueError(f"L must be an int >= 1, got {L!r}")
+        mmax = L if mmax is None else mmax
+        if isinstance(mmax, bool) or not isinstance(mmax, int) or not 0 <= mmax <= L:
+            raise ValueError(f"mmax must be an int in 0..L={L}, got {mmax!r}")
+        self.L, self.mmax, self.eps = L, mmax, eps
+        for l, C in enumerate(_cg_tables(L), start=2):
+            self.register_buffer(f"cg{l}", C, persistent=False)  # float64, cast to the input dtype in use
+
+    def _apply(self, fn, recurse=True):
+        # module.to(dtype)/.float() would round the tables; keep them float64 (device moves still apply)
+        super()._apply(fn, recurse)
+        for l, C in enumerate(_cg_tables(self.L), start=2):
+            self._buffers[f"cg{l}"] = C.to(self._buffers[f"cg{l}"].device)
+        return self
+
+    def blocks(self, R: Tensor) -> list[Tensor]:
+        """Full Wigner blocks ``[D^1 (E, 3, 3), ..., D^L (E, 2L+1, 2L+1)]`` of rotations ``R (E, 3, 3)``."""
+        D = [R]
+        for l in range(2, self.L + 1):
+            C = getattr(self, f"cg{l}").to(R.dtype)  # (2l-1, 3, 2l+1)
+            prev = D[-1]
+            # D^l_ab = sum_{ijkn} C_ija D^{l-1}_ik R_jn C_knb
+            t = torch.einsum("eik,knb->einb", prev, C)
+            t = torch.einsum("ejn,einb->eijb", R, t)
+            D.append(torch.einsum("ija,eijb->eab", C, t))
+        return D
+
+    def forward(self, vec: Tensor) -> Tensor:
+        L, mmax = self.L, self.mmax
+        blocks = self.blocks(edge_rotation(vec, self.eps))
+        pad = torch.nn.functional.pad
+        W = torch.stack([pad(D, (L - l, L - l, L - l, L - l)) for l, D in enumerate(blocks, start=1)], 1)
+        return W[:, :, L - mmax : L + mmax + 1]
+
+
+def rotate(W: Tensor, x: Tensor) -> Tensor:
+    """``y[b, c, l] = W[b, l] @ x[b, c, l]``: ``W (B, L, M, 2L+1)``, ``x (B, C, L, 2L+1)`` -> ``(B, C, L, M)``.
+
+    One batched matmul per degree over its ``2l+1`` valid columns, reading ``x`` in place (no transposing copy),
+    with the channels as columns; the result is a view of channels-last memory ``(B, L, M, C)``, which the SO(2)
+    bottleneck and :func:`rotate_back` read without copies. (The loop is over degrees, fixed at trace time.)
+    """
+    L, N = x.shape[2], x.shape[3]
+    c = (N - 1) // 2
+    ys = [torch.bmm(W[:, l - 1, :, c - l : c + l + 1], x[:, :, l - 1, c - l : c + l + 1].mT) for l in range(1, L + 1)]
+    return torch.stack(ys, 1).permute(0, 3, 1, 2)
+
+
+def rotate_back(W: Tensor, y: Tensor) -> Tensor:
+    """``x[b, c, l] = W[b, l]^T @ y[b, c, l]``: ``W (B, L, M, 2L+1)``, ``y (B, C, L, M)`` -> ``(B, C, L, 2L+1)``.
+
+    The result is a view of channels-last memory, as for :func:`rotate`.
+    """
+    B, C, L, M = y.shape
+    N = W.shape[3]
+    x = torch.bmm(W.reshape(B * L, M, N).mT, y.permute(0, 2, 3, 1).reshape(B * L, M, C))
+    return x.view(B, L, N, C).permute(0, 3, 1, 2)

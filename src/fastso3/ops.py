@@ -96,15 +96,16 @@ def tensor_product_conv(
             or a ``fastso3.o3.TensorProduct`` with such a plan (its own weights are not used).
         num_nodes: the number of receivers ``N_out`` (rows of the output).
         deterministic: sum each receiver's edges in a fixed order (receiver-sorted segments, no atomics),
-            so results are bitwise reproducible. Both CPU backends always are; ``False`` only permits a
-            non-deterministic kernel where one exists (none on CPU).
-        backend: None (device default), ``'cpu'`` or ``'reference'``; see ``fastso3.kernels.registry``.
+            so results are bitwise reproducible. ``False`` permits a non-deterministic kernel where one exists:
+            the ``'triton'`` backend then adds edges into their receivers with atomics (every derivative too);
+            on the CPU backends, which are always deterministic, it changes nothing.
+        backend: None (device default), ``'cpu'``, ``'reference'`` or ``'triton'``; see ``fastso3.kernels.registry``.
 
     Returns:
         ``(num_nodes, irreps_out.dim)``, differentiable to any order in the three float inputs.
     """
     from .core.channelwise import is_channelwise
-    from .kernels.conv import conv_channeled_op, csr, plan_table
+    from .kernels.conv import ATOMIC_BACKEND, conv_channeled_op, csr, plan_table
 
     plan = getattr(plan, "plan", plan)
     if not hasattr(plan, "paths") or not is_channelwise(plan):
@@ -129,6 +130,8 @@ def tensor_product_conv(
     _check_index("edge_src", edge_src, edges, node_features.shape[0], node_features.device)
     _check_index("edge_dst", edge_dst, edges, num_nodes, node_features.device)
     backend = registry.resolve_backend("tensor_product_conv", backend, node_features.device, node_features.dtype)
+    if backend == "triton" and not deterministic:
+        backend = ATOMIC_BACKEND
     table = plan_table(plan)
     src, dst = edge_src.contiguous(), edge_dst.contiguous()
     (ptr_dst, perm_dst), (ptr_src, perm_src) = csr(dst, num_nodes), csr(src, node_features.shape[0])

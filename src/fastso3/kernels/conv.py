@@ -19,6 +19,9 @@ An indexed slot also carries its CSR form (``ptr[k]``: ``(rows + 1,)`` segment o
 (``cpu/csrc/conv.cpp``) assigns each output row to one thread and adds its segment's edges in that fixed
 order: bitwise reproducible, no atomics, no per-edge output. The ``"reference"`` backend gathers, runs the
 per-sample table op and ``index_add_``s (deterministic on CPU; on CUDA as deterministic as ``index_add_``).
+The ``"triton"`` kernels (``triton/conv.py``) walk the same segments in order, deterministically; the backend
+string ``"triton:atomic"`` (``tensor_product_conv(deterministic=False)``) selects their atomic-add mode instead.
+The mode travels in the string, so autograd hands it to every derivative without a schema change.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ import torch
 from . import registry
 from .channelwise import (
     _TABLES,
+    SCALAR_SLOT,
     _channels,
     _dim,
     _layout,
     _run,
+    _tensors,
     register_channelwise_plan,
 )
 
-__all__ = ["conv_channeled_op", "conv_scalar_op", "csr", "plan_table"]
+__all__ = ["ATOMIC_BACKEND", "conv_channeled_op", "conv_scalar_op", "csr", "plan_table"]
+
+ATOMIC_BACKEND = "triton:atomic"  # the triton kernels with atomic adds into the output rows (not reproducible)
 
 Indices = list[torch.Tensor | None]
 
@@ -154,9 +161,24 @@ def _cpu(kind, tensors, index, ptr, perm, name, roles, edges):
     return _from_rows(out, name, o) if kind == "channeled" else out
 
 
+def _triton(kind, tensors, index, ptr, perm, name, roles, edges, atomic):
+    from .triton.conv import conv
+
+    device, o = tensors[0].device, roles[0]
+    layouts = [None if slot == SCALAR_SLOT else _layout(name, slot, device)[:2] for slot in roles]
+    segments = None if atomic or index[o] is None else (ptr[o], perm[o])
+    return conv(kind, tensors, [index[slot] for slot in roles[1:]], layouts, index[o], segments,
+                _rows(o, index, ptr, edges), _dim(name, o), _tensors(name, tuple(roles), device, tensors[0].dtype),
+                _channels(name))  # fmt: skip
+
+
 def _impl(kind, a, b, c, index, ptr, perm, table, roles, backend):
+    backend, _, mode = backend.partition(":")  # "triton:atomic" -> ("triton", "atomic")
+    registry.record("tensor_product_conv", backend)
     tensors = (a, b, c)
     edges = _check(tensors, index, ptr, roles)
+    if backend == "triton":
+        return _triton(kind, tensors, index, ptr, perm, table, roles, edges, mode == "atomic")
     if backend == "reference":
         return _reference(kind, tensors, index, ptr, table, roles, edges)
     return _cpu(kind, tensors, index, ptr, perm, table, roles, edges)
@@ -169,7 +191,6 @@ def conv_channeled_op(
 ) -> torch.Tensor:  # fmt: skip
     """a, b: ``(rows, dim)`` channeled, s: ``(rows, ns)`` -> ``(rows_out, dim_out)``; ``roles`` = table slots of
     (out, a, b, s); ``index``/``ptr``/``perm``: per table slot (see the module docstring)."""
-    registry.record("tensor_product_conv", backend)
     return _impl("channeled", a, b, s, index, ptr, perm, table, roles, backend)
 
 
@@ -179,7 +200,6 @@ def conv_scalar_op(
     table: str, roles: list[int], backend: str,
 ) -> torch.Tensor:  # fmt: skip
     """a, b, d: ``(rows, dim)`` channeled -> ``(rows_out, n_out)`` in the channel-free slot; as ``conv_channeled``."""
-    registry.record("tensor_product_conv", backend)
     return _impl("scalar", a, b, d, index, ptr, perm, table, roles, backend)
 
 

@@ -5,8 +5,8 @@
   (:data:`DEMO_SECTIONS`); new features add a section with the :func:`demo_section` decorator.
 * ``fastso3 bench NAME [--quick] [--out DIR] [--dir DIR]`` runs ``benchmarks/bench_NAME.py`` from the source
   checkout (see ``benchmarks/harness.py``) and writes ``NAME.json`` and ``NAME.png``.
-* ``fastso3 check`` prints an equivariance report (spherical harmonics, Wigner D) and exits non-zero if a
-  check fails.
+* ``fastso3 check`` prints an equivariance report (spherical harmonics, Wigner D, the SO(2) message and its
+  degree-0 output) and exits non-zero if a check fails.
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
 
     p = sub.add_parser(
-        "check", help="equivariance report of spherical harmonics and Wigner D (non-zero exit on failure)"
+        "check", help="equivariance report: spherical harmonics, Wigner D, SO(2) messages (non-zero exit on failure)"
     )
     p.add_argument("--lmax", type=int, default=8, help="largest degree checked (default 8)")
     return parser

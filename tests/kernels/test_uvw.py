@@ -4,7 +4,7 @@ import torch
 from fastso3 import o3
 from fastso3.core.uvw import is_uvw, uvw_table
 from fastso3.kernels import registry
-from fastso3.kernels.uvw import uvw_op, uvw_tensor_product
+from fastso3.kernels.uvw import uvw_input_grads_op, uvw_op, uvw_tensor_product
 
 e3nn_o3 = pytest.importorskip("e3nn.o3")
 
@@ -55,6 +55,19 @@ def test_every_slot_matches_the_reference_twin(shared, slot):
     outs = [uvw_op(*(by_slot[s] for s in others), table, [slot, *others], shared, be) for be in ("reference", "cpu")]
     assert outs[0].shape == (outs[1].shape if not (shared and slot == 3) else (fast.weight_numel,))
     torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_both_input_gradients_in_one_pass_match_the_single_slots(shared, backend):
+    # relabeled paths (shared weights) take the two-call route inside the pass, the others share t
+    fast, _ = modules(shared)
+    x, y, w = inputs(fast, batch=37)
+    g = torch.randn(37, fast.irreps_out.dim, dtype=torch.float64)
+    table = f"uvw:{hash(fast.plan.key)}"
+    d1, d2 = uvw_input_grads_op(g, x, y, w, table, shared, backend)
+    torch.testing.assert_close(d1, uvw_op(g, y, w, table, [1, 0, 2, 3], shared, "reference"), rtol=0, atol=1e-12)
+    torch.testing.assert_close(d2, uvw_op(g, x, w, table, [2, 0, 1, 3], shared, "reference"), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("shared", [True, False])

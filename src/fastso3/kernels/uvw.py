@@ -88,17 +88,18 @@ def _reference(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: 
     return out
 
 
-def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) -> torch.Tensor:
+def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool, out2=None) -> torch.Tensor:
+    """The kernel into ``out``; with ``out2`` (slot 1 only), slot 2 into ``out2`` in the same pass."""
     from .cpu.loader import library_function
 
     paths, pivots, coef, cg_idx, cg_val, dims = _tensors(table, out.device, out.dtype)
     ptr = ctypes.c_void_p
     suffix = "f32" if out.dtype == torch.float32 else "f64"
-    fn = library_function(f"fastso3_uvw_{suffix}", ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int64,
+    fn = library_function(f"fastso3_uvw_{suffix}", ctypes.c_int, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int64,
                           ptr, ctypes.c_int64, ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int)  # fmt: skip
     strides, ptrs = [], []
     for s, t in enumerate(by_slot):
-        if s == slot:  # the output slot: its pointer is unused
+        if s == slot and out2 is None:  # the output slot: its pointer is unused (a pair reads x1 and x2)
             ptrs.append(out.data_ptr())
             strides.append(0)
         else:
@@ -106,7 +107,8 @@ def _cpu(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: bool) 
             strides.append(0 if (s == WEIGHT_SLOT and shared) else t.shape[-1])
     stride = torch.tensor(strides, dtype=torch.int64)
     nz = out.shape[0] if out.dim() == 2 else next(t.shape[0] for s, t in enumerate(by_slot) if s != slot and strides[s])
-    fn(slot, *ptrs, stride.data_ptr(), out.data_ptr(), 0 if out.dim() == 1 else out.shape[1], dims.data_ptr(), nz,
+    fn(slot, *ptrs, stride.data_ptr(), out.data_ptr(), None if out2 is None else out2.data_ptr(),
+       0 if out.dim() == 1 else out.shape[1], dims.data_ptr(), nz,
        paths.shape[0], paths.data_ptr(), pivots.data_ptr(), coef.data_ptr(), cg_idx.data_ptr(), cg_val.data_ptr(),
        torch.get_num_threads())  # fmt: skip
     return out
@@ -141,6 +143,10 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, grad):
     saved = ctx.saved_tensors
     roles = ctx.roles
+    if roles == [0, 1, 2, 3] and ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:
+        # the product's backward with both input gradients: one pass shares their common contraction
+        gw = uvw_op(grad, saved[0], saved[1], ctx.table, [3, 0, 1, 2], ctx.shared, ctx.backend) if ctx.needs_input_grad[2] else None
+        return *uvw_input_grads_op(grad, saved[0], saved[1], saved[2], ctx.table, ctx.shared, ctx.backend), gw, None, None, None, None
     grads = []
     for t in range(3):
         if not ctx.needs_input_grad[t]:
@@ -153,6 +159,46 @@ def _backward(ctx, grad):
 
 
 uvw_op.register_autograd(_backward, setup_context=_setup)
+
+
+@torch.library.custom_op("fastso3::uvw_input_grads", mutates_args=())
+def uvw_input_grads_op(
+    g: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, table: str, shared_weights: bool, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slots 1 and 2 from ``(g, x1, x2, w)``: the gradients of the product w.r.t. both inputs, ``(Z, dim1)``, ``(Z, dim2)``."""
+    registry.record("uvw_tensor_product", backend)
+    by_slot = [t.contiguous() for t in (g, x1, x2, w)]
+    if backend == "reference":
+        return tuple(_reference(by_slot, s, g.new_zeros(by_slot[s].shape), table, shared_weights) for s in (1, 2))
+    out1, out2 = g.new_empty(x1.shape), g.new_empty(x2.shape)
+    _cpu(by_slot, 1, out1, table, shared_weights, out2)
+    return out1, out2
+
+
+@uvw_input_grads_op.register_fake
+def _(g, x1, x2, w, table, shared_weights, backend):
+    return g.new_empty(x1.shape), g.new_empty(x2.shape)
+
+
+def _input_grads_setup(ctx, inputs, output):
+    g, x1, x2, w, table, shared, backend = inputs
+    ctx.save_for_backward(g, x1, x2, w)
+    ctx.table, ctx.shared, ctx.backend = table, shared, backend
+
+
+def _input_grads_backward(ctx, c1, c2):
+    # (d1, d2) = (F_1(g, x2, w), F_2(g, x1, w)); with cotangents (c1, c2) in slots 1 and 2 each derivative is
+    # the plain op with c1 or c2 standing in for the slot it is the cotangent of.
+    g, x1, x2, w = ctx.saved_tensors
+    t, sh, be, need = ctx.table, ctx.shared, ctx.backend, ctx.needs_input_grad
+    gg = (uvw_op(c1, x2, w, t, [0, 1, 2, 3], sh, be) + uvw_op(x1, c2, w, t, [0, 1, 2, 3], sh, be)) if need[0] else None
+    g1 = uvw_op(g, c2, w, t, [1, 0, 2, 3], sh, be) if need[1] else None
+    g2 = uvw_op(g, c1, w, t, [2, 0, 1, 3], sh, be) if need[2] else None
+    gw = (uvw_op(g, c1, x2, t, [3, 0, 1, 2], sh, be) + uvw_op(g, x1, c2, t, [3, 0, 1, 2], sh, be)) if need[3] else None
+    return gg, g1, g2, gw, None, None, None
+
+
+uvw_input_grads_op.register_autograd(_input_grads_backward, setup_context=_input_grads_setup)
 
 
 def uvw_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor, shared_weights: bool,

@@ -30,7 +30,7 @@ struct Path {
 
 template <typename T>
 struct Scratch {
-    std::vector<T> t, acc, gt, x1t, x2t, wt, dt;
+    std::vector<T> t, acc, gt, x1t, x2t, wt, dt, t1;
 };
 
 // dst[c * rows + r] = src[r * cols + c]
@@ -189,6 +189,59 @@ void transpose_weights(const Path& p, int slot, const T* __restrict w, T* __rest
         }
 }
 
+// dx1[u,i] += sum_{ijk} C_ijk sum_v x2[v,j] t[k][v*mu + u] for one sample, accumulated as dt[i][u]
+template <typename T>
+void contract_dx1(const Path& p, const int64_t* cg_idx, const T* cg_val, const T* t, const T* x2, T* o, Scratch<T>& s) {
+    const int64_t uv = p.mu * p.mv;
+    T* __restrict dt = s.dt.data();
+    std::memset(dt, 0, sizeof(T) * p.d1 * p.mu);
+    for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+        const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+        T* __restrict di = dt + i * p.mu;
+        for (int64_t v = 0; v < p.mv; ++v) {
+            const T a = cg_val[e] * x2[v * p.d2 + j];
+            const T* __restrict tk = t + k * uv + v * p.mu;
+#pragma omp simd
+            for (int64_t u = 0; u < p.mu; ++u) di[u] += a * tk[u];
+        }
+    }
+    for (int64_t u = 0; u < p.mu; ++u)
+        for (int64_t i = 0; i < p.d1; ++i) o[u * p.d1 + i] += dt[i * p.mu + u];
+}
+
+// dx2[v,j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][u*mv + v] for one sample
+template <typename T>
+void contract_dx2(const Path& p, const int64_t* cg_idx, const T* cg_val, const T* t, const T* x1, T* o, Scratch<T>& s) {
+    const int64_t uv = p.mu * p.mv, mv = p.mv;
+    if (mv == 1) {  // dots over u
+        T* __restrict x1t = s.x1t.data();
+        transpose(x1, p.mu, p.d1, x1t);
+        for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+            const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+            const T* __restrict xi = x1t + i * p.mu;
+            const T* __restrict tk = t + k * uv;
+            T a = T(0);
+#pragma omp simd reduction(+ : a)
+            for (int64_t u = 0; u < p.mu; ++u) a += xi[u] * tk[u];
+            o[j] += cg_val[e] * a;
+        }
+        return;
+    }
+    T* __restrict dt = s.dt.data();  // accumulated as dt[j][v]
+    std::memset(dt, 0, sizeof(T) * p.d2 * mv);
+    for (int64_t u = 0; u < p.mu; ++u)
+        for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
+            const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
+            const T a = cg_val[e] * x1[u * p.d1 + i];
+            const T* __restrict tk = t + k * uv + u * mv;
+            T* __restrict dj = dt + j * mv;
+#pragma omp simd
+            for (int64_t v = 0; v < mv; ++v) dj[v] += a * tk[v];
+        }
+    for (int64_t v = 0; v < mv; ++v)
+        for (int64_t j = 0; j < p.d2; ++j) o[v * p.d2 + j] += dt[j * mv + v];
+}
+
 // Rows of sample z of the four slots and of the output (the output slot's pointer in ``ptr`` is unused).
 template <typename T>
 struct Rows {
@@ -240,54 +293,31 @@ void path_group(int slot, const Path& p, T c, const int64_t* cg_idx, const T* cg
     for (int64_t n = 0; n < ns; ++n) transpose(rows.at(0, z0 + n) + p.off_out, mw, d3, gt + n * d3 * mw);
     for (int64_t r = 0; r < nk * mw; ++r) gt[r] *= c;
     small_gemm(gt, nk, mw, wt, uv, t);
-    T* __restrict dt = s.dt.data();
     for (int64_t n = 0; n < ns; ++n) {
         const T* tn = t + n * d3 * uv;
-        if (slot == 1) {  // dx1[u,i] += sum_{ijk} C_ijk sum_v x2[v,j] t[k][v*mu + u], accumulated as dt[i][u]
-            const T* x2 = rows.at(2, z0 + n) + p.off2;
-            std::memset(dt, 0, sizeof(T) * p.d1 * p.mu);
-            for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
-                const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
-                T* __restrict di = dt + i * p.mu;
-                for (int64_t v = 0; v < mv; ++v) {
-                    const T a = cg_val[e] * x2[v * p.d2 + j];
-                    const T* __restrict tk = tn + k * uv + v * p.mu;
-#pragma omp simd
-                    for (int64_t u = 0; u < p.mu; ++u) di[u] += a * tk[u];
-                }
-            }
-            T* o = rows.out_at(z0 + n) + p.off1;
-            for (int64_t u = 0; u < p.mu; ++u)
-                for (int64_t i = 0; i < p.d1; ++i) o[u * p.d1 + i] += dt[i * p.mu + u];
-        } else if (mv == 1) {  // dx2[j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][u]: dots over u
-            T* __restrict x1t = s.x1t.data();
-            transpose(rows.at(1, z0 + n) + p.off1, p.mu, p.d1, x1t);
-            T* o = rows.out_at(z0 + n) + p.off2;
-            for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
-                const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
-                const T* __restrict xi = x1t + i * p.mu;
-                const T* __restrict tk = tn + k * uv;
-                T a = T(0);
-#pragma omp simd reduction(+ : a)
-                for (int64_t u = 0; u < p.mu; ++u) a += xi[u] * tk[u];
-                o[j] += cg_val[e] * a;
-            }
-        } else {  // dx2[v,j] += sum_{ijk} C_ijk sum_u x1[u,i] t[k][uv], accumulated as dt[j][v]
-            const T* x1 = rows.at(1, z0 + n) + p.off1;
-            std::memset(dt, 0, sizeof(T) * p.d2 * mv);
-            for (int64_t u = 0; u < p.mu; ++u)
-                for (int64_t e = p.cg_start; e < p.cg_end; ++e) {
-                    const int64_t i = cg_idx[3 * e], j = cg_idx[3 * e + 1], k = cg_idx[3 * e + 2];
-                    const T a = cg_val[e] * x1[u * p.d1 + i];
-                    const T* __restrict tk = tn + k * uv + u * mv;
-                    T* __restrict dj = dt + j * mv;
-#pragma omp simd
-                    for (int64_t v = 0; v < mv; ++v) dj[v] += a * tk[v];
-                }
-            T* o = rows.out_at(z0 + n) + p.off2;
-            for (int64_t v = 0; v < mv; ++v)
-                for (int64_t j = 0; j < p.d2; ++j) o[v * p.d2 + j] += dt[j * mv + v];
-        }
+        if (slot == 1) contract_dx1(p, cg_idx, cg_val, tn, rows.at(2, z0 + n) + p.off2, rows.out_at(z0 + n) + p.off1, s);
+        else contract_dx2(p, cg_idx, cg_val, tn, rows.at(1, z0 + n) + p.off1, rows.out_at(z0 + n) + p.off2, s);
+    }
+}
+
+// Both input gradients of one unrelabeled path (the backward of the product when x1 and x2 both need
+// one): the weight-times-cotangent product t is computed once, in slot 2's [k][u*mv + v] order (``wt``
+// laid out for slot 2), and transposed per k for slot 1.
+template <typename T>
+void path_group_pair(const Path& p, T c, const int64_t* cg_idx, const T* cg_val, const Rows<T>& rows1,
+                     const Rows<T>& rows2, int64_t z0, int64_t ns, const T* wt, Scratch<T>& s) {
+    const int64_t uv = p.mu * p.mv, mw = p.mw, d3 = p.d3, nk = ns * d3;
+    T* __restrict t = s.t.data();
+    T* __restrict gt = s.gt.data();
+    T* __restrict t1 = s.t1.data();
+    for (int64_t n = 0; n < ns; ++n) transpose(rows1.at(0, z0 + n) + p.off_out, mw, d3, gt + n * d3 * mw);
+    for (int64_t r = 0; r < nk * mw; ++r) gt[r] *= c;
+    small_gemm(gt, nk, mw, wt, uv, t);
+    for (int64_t n = 0; n < ns; ++n) {
+        const T* tn = t + n * d3 * uv;
+        contract_dx2(p, cg_idx, cg_val, tn, rows2.at(1, z0 + n) + p.off1, rows2.out_at(z0 + n) + p.off2, s);
+        for (int64_t k = 0; k < d3; ++k) transpose(tn + k * uv, p.mu, p.mv, t1 + k * uv);
+        contract_dx1(p, cg_idx, cg_val, t1, rows1.at(2, z0 + n) + p.off2, rows1.out_at(z0 + n) + p.off1, s);
     }
 }
 
@@ -327,11 +357,14 @@ void relabel_weights(const Path& p, int pivot, const T* __restrict src, T* __res
 // ptr[s], stride[s]: the four slots (per-sample stride; 0 = shared across samples). ``out`` has the
 // output slot's layout: (nz, dims[slot]) rows, or one row of dims[3] when slot 3 is shared (stride 0).
 // ``pivots[p]`` relabels path p (see above); honoured for shared weights only, where relabeling the
-// weights costs one pass per call instead of one per sample.
+// weights costs one pass per call instead of one per sample. With ``out2`` (slot 1 only) the call also
+// writes slot 2 there: both input gradients, sharing the weight-times-cotangent product where a path is
+// not relabeled.
 template <typename T>
-void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t out_stride, const int64_t* dims,
-         int64_t nz, int64_t npaths, const int64_t* paths, const int64_t* pivots, const T* coef,
+void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, T* out2, int64_t out_stride,
+         const int64_t* dims, int64_t nz, int64_t npaths, const int64_t* paths, const int64_t* pivots, const T* coef,
          const int64_t* cg_idx, const T* cg_val, int nthreads) {
+    const bool pair = slot == 1 && out2 != nullptr;
     const Path* ps = reinterpret_cast<const Path*>(paths);
     const bool shared_w = slot == 3 ? out_stride == 0 : stride[3] == 0;
     std::vector<int> pivot(npaths, 0);
@@ -360,10 +393,16 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
         }
         w_in = relabeled_w.data();
     }
+    // the transposed layout a path reads: its (virtual) slot's; a pair reads slot 2's, or, relabeled, that
+    // of whichever of its two virtual slots is not 0
+    auto wt_layout = [&](int64_t p) {
+        const int* of = PIVOT_SLOT_OF[pivot[p]];
+        return pair ? (of[1] == 0 ? of[2] : (pivot[p] == 0 ? 2 : of[1])) : of[slot];
+    };
     std::vector<T> shared_wt(shared_w && slot != 3 && (transposed_w || any_pivot) ? dims[3] : 0);
     for (int64_t p = 0; p < npaths && !shared_wt.empty(); ++p) {
-        const int vslot = PIVOT_SLOT_OF[pivot[p]][slot];
-        if (vslot == 1 || vslot == 2) transpose_weights(vp[p], vslot, w_in + vp[p].off_w, shared_wt.data() + vp[p].off_w);
+        const int layout = wt_layout(p);
+        if (layout == 1 || layout == 2) transpose_weights(vp[p], layout, w_in + vp[p].off_w, shared_wt.data() + vp[p].off_w);
     }
 
     int64_t t_size = 1, acc_size = 1, in_size = 1, w_size = 1;
@@ -379,12 +418,14 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
     if (nthreads < 1) nthreads = 1;
     std::vector<T> partial(reduce ? out_dim * nthreads : 0, T(0));
     if (!reduce && slot != 3) std::memset(out, 0, sizeof(T) * out_dim * nz);  // paths add into shared rows
+    if (pair) std::memset(out2, 0, sizeof(T) * dims[2] * nz);
     const int64_t nblocks = (nz + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         Scratch<T> s{std::vector<T>(t_size), std::vector<T>(acc_size), std::vector<T>(acc_size),
                      std::vector<T>(in_size), std::vector<T>(in_size),
-                     std::vector<T>(transposed_w && !shared_w ? w_size : 0), std::vector<T>(in_size)};
+                     std::vector<T>(transposed_w && !shared_w ? w_size : 0), std::vector<T>(in_size),
+                     std::vector<T>(pair ? t_size : 0)};
         T* mine = reduce ? partial.data() + out_dim * omp_get_thread_num() : nullptr;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; ++b) {
@@ -395,12 +436,19 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
                 const T* vptr[4] = {ptr[of[0]], ptr[of[1]], ptr[of[2]], w_in};
                 const int64_t vstride[4] = {stride[of[0]], stride[of[1]], stride[of[2]], stride[3]};
                 const Rows<T> rows{vptr, vstride, reduce ? mine : out, reduce ? 0 : out_stride};
+                const Rows<T> rows2{vptr, vstride, out2, dims[2]};
                 const int64_t gs = group_size(q, shared_w);
                 for (int64_t z = b * SAMPLE_BLOCK; z < z1; z += gs) {
+                    const int64_t ns = std::min(gs, z1 - z);
                     const T* w = w_in + z * stride[3];
                     const T* wt = shared_w ? shared_wt.data() + q.off_w : s.wt.data();
-                    if (transposed_w && !shared_w) transpose_weights(q, slot, w + q.off_w, s.wt.data());
-                    path_group<T>(of[slot], q, coef[p], vidx.data(), cg_val, rows, z, std::min(gs, z1 - z), w, wt, s);
+                    if (transposed_w && !shared_w) transpose_weights(q, wt_layout(p), w + q.off_w, s.wt.data());
+                    if (pair && pivot[p] == 0) {
+                        path_group_pair<T>(q, coef[p], vidx.data(), cg_val, rows, rows2, z, ns, wt, s);
+                    } else {
+                        path_group<T>(of[slot], q, coef[p], vidx.data(), cg_val, rows, z, ns, w, wt, s);
+                        if (pair) path_group<T>(of[2], q, coef[p], vidx.data(), cg_val, rows2, z, ns, w, wt, s);
+                    }
                 }
             }
         }
@@ -422,11 +470,11 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, int64_t o
 extern "C" {
 #define FASTSO3_UVW(T, SUFFIX)                                                                                    \
     void fastso3_uvw_##SUFFIX(int slot, const T* g, const T* x1, const T* x2, const T* w, const int64_t* stride, \
-                              T* out, int64_t out_stride, const int64_t* dims, int64_t nz, int64_t npaths,       \
+                              T* out, T* out2, int64_t out_stride, const int64_t* dims, int64_t nz, int64_t npaths,       \
                               const int64_t* paths, const int64_t* pivots, const T* coef, const int64_t* cg_idx, \
                               const T* cg_val, int nthreads) {                                                   \
         const T* ptr[4] = {g, x1, x2, w};                                                                        \
-        uvw<T>(slot, ptr, stride, out, out_stride, dims, nz, npaths, paths, pivots, coef, cg_idx, cg_val,        \
+        uvw<T>(slot, ptr, stride, out, out2, out_stride, dims, nz, npaths, paths, pivots, coef, cg_idx, cg_val,        \
                nthreads);                                                                                        \
     }
 

@@ -28,12 +28,17 @@ pytestmark = pytest.mark.triton
 interpreted = pytest.mark.skipif(not INTERPRETED, reason="runs in the TRITON_INTERPRET=1 subprocess")
 
 
-@pytest.mark.skipif(INTERPRETED, reason="already in the interpreter")
-def test_kernels_in_interpreter_subprocess():
+def run_under_interpreter(path: str) -> None:
+    """Run the ``triton``-marked tests of the module at ``path`` in a subprocess with ``TRITON_INTERPRET=1``."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-m", "triton"]
+    cmd = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-m", "triton"]
     run = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+@pytest.mark.skipif(INTERPRETED, reason="already in the interpreter")
+def test_kernels_in_interpreter_subprocess():
+    run_under_interpreter(__file__)
 
 
 @pytest.mark.skipif(INTERPRETED, reason="the interpreter replaces the compiler")

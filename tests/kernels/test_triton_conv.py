@@ -9,8 +9,6 @@ is checked for values, not for its (absent) reproducibility.
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,10 +40,7 @@ tol, first_and_second_grads, half_close = triton_tests.tol, triton_tests.first_a
 
 @pytest.mark.skipif(INTERPRETED, reason="already in the interpreter")
 def test_kernels_in_interpreter_subprocess():
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-m", "triton"]
-    run = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-6000:] + run.stderr[-2000:]
+    triton_tests.run_under_interpreter(__file__)
 
 
 @pytest.mark.skipif(INTERPRETED, reason="the interpreter replaces the compiler")

@@ -325,6 +325,98 @@ def _demo_convolution(ctx: DemoContext) -> None:
     _load_module("fastso3_example_convolution", path).main(plot=str(out_dir / "radial_basis.png"), print_fn=ctx.out)
 
 
+@demo_section("Tensor-product kernels and the fused convolution vs e3nn")
+def _demo_tensor_products(ctx: DemoContext) -> None:
+    from fastso3 import o3
+    from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
+    from fastso3.ops import tensor_product_conv
+
+    e3nn = _e3nn_o3()
+    if e3nn is None:
+        ctx.out("e3nn is not installed: nothing to compare with (pip install e3nn==0.6.0)")
+        return
+    from fastso3.compat import from_e3nn
+
+    repeats = 1 if ctx.quick else 5
+    gen = torch.Generator().manual_seed(0)
+    # the tutorial's fully connected product, per-edge weights (the 'uvw' kernel)
+    theirs = e3nn.FullyConnectedTensorProduct("10x0e+10x1e", "1x0e+1x1o+1x2e", "20x0e+10x1e", shared_weights=False)
+    ours = from_e3nn(theirs)
+    n = 2000
+    args = [torch.randn(n, d, generator=gen) for d in (40, 9, theirs.weight_numel)]
+    # a channel-wise interaction with gather and scatter: C = 16, l <= 2 (the 'uvu' kernel, fused)
+    irreps = o3.Irreps("16x0e+16x1o+16x2e")
+    spec = channelwise_tensor_product_spec(irreps, o3.Irreps.spherical_harmonics(2))
+    tp_args = (str(irreps), str(spec["irreps_in2"]), str(spec["irreps_out"]), spec["instructions"])
+    theirs_uvu = e3nn.TensorProduct(*tp_args, shared_weights=False)
+    ours_uvu = o3.TensorProduct(*tp_args, shared_weights=False)
+    nodes, edges = 200, 4000
+    src, dst = (torch.randint(0, nodes, (edges,), generator=gen) for _ in range(2))
+    feats = torch.randn(nodes, irreps.dim, generator=gen)
+    sh = o3.spherical_harmonics(spec["irreps_in2"], torch.randn(edges, 3, generator=gen), True)
+    ew = torch.randn(edges, ours_uvu.weight_numel, generator=gen)
+
+    def e3nn_conv(f, s, w):
+        return torch.zeros(nodes, theirs_uvu.irreps_out.dim).index_add_(0, dst, theirs_uvu(f[src], s, w))
+
+    cases = [
+        ("FCTP (tutorial), 2000 edges", lambda *a: ours(*a), lambda *a: theirs(*a), args),
+        ("uvu conv, C=16, 4000 edges", lambda f, s, w: tensor_product_conv(f, src, dst, s, w, ours_uvu, nodes),
+         e3nn_conv, [feats, sh, ew]),
+    ]  # fmt: skip
+    rows = []
+    for name, f_ours, f_theirs, inputs in cases:
+        err = float((f_ours(*inputs) - f_theirs(*inputs)).abs().max())
+        times = []
+        for f in (f_ours, f_theirs):
+            leaves = [t.clone().requires_grad_() for t in inputs]
+            times.append(_median_time(lambda f=f, leaves=leaves: f(*leaves).sum().backward(), repeats, warmup=1))
+        rows.append([name, f"{times[0] * 1e3:.2f} ms", f"{times[1] * 1e3:.2f} ms", f"{times[1] / times[0]:.1f}x", f"{err:.1e}"])
+    ctx.out("forward+backward (gradients w.r.t. every input), float32, median of a few calls:")
+    ctx.out(_table(["case", "fastso3", "e3nn", "speed-up", "max |diff|"], rows))
+    ctx.out("(full benchmarks: fastso3 bench tp, fastso3 bench conv; results in benchmarks/results/README.md)")
+
+
+@demo_section("eSCN SO(2) messages (fastso3.so2, FastSo3's API)")
+def _demo_so2(ctx: DemoContext) -> None:
+    ctx.out("get_message on 100 random edges, one random rotation R (as FastSo3's check_equi.py):")
+    rows = []
+    for L in (2, 6):
+        for dt in (torch.float32, torch.float64):
+            eq, inv = so2_message_errors(L, "SO2_conv_e", dt)
+            rows.append([L, str(dt).replace("torch.", ""), f"{eq:.1e}", f"{inv:.1e}"])
+    ctx.out(_table(["L", "dtype", "|D(R) m - m(R.)|", "|m0 - m0(R.)|"], rows))
+
+
+def so2_message_errors(L: int, layer: str, dtype: torch.dtype) -> list[float]:
+    """As FastSo3's check_equi.py, for ``fastso3.so2.get_message`` with ``layer`` ('SO2_conv' or 'SO2_conv_e'):
+    b = 100 random edges, one random rotation R; returns ``[max |D(R) m(x, v) - m(D(R) x, R v)|,
+    max |m0(x, v) - m0(D(R) x, R v)|]`` (the message's equivariance, its degree-0 part's invariance)."""
+    from fastso3 import so2
+    from fastso3.o3 import rand_matrix, wigner_D_from_matrix
+
+    b, c_in, c_out, c_hid, c0_in, c0_out = 100, 4, 2, 2, 2, 4
+    with torch.random.fork_rng():
+        torch.manual_seed(L)
+        if layer == "SO2_conv":
+            conv = so2.SO2_conv(c_in, c_out, L, c0_in, c0_out)
+            w = torch.randn(b, c_in, L, 2 * L, c_out, L)
+            w0 = torch.randn(b, c0_in + c_in * L, c0_out + c_out * L)
+        else:
+            conv = so2.SO2_conv_e(c_in, c_out, c_hid, L, c0_in, c0_out)
+            w, w0 = torch.randn(b, c_hid, 2 * L), torch.randn(b, c_hid)
+        x = torch.randn(b, c_in, L, 2 * L + 1) * so2.get_mask(L)
+        x0, v, R = torch.randn(b, c0_in), torch.randn(b, 3), rand_matrix(dtype=torch.float64)
+    pad = torch.nn.functional.pad
+    D = torch.stack([pad(wigner_D_from_matrix(l, R), (L - l,) * 4) for l in range(1, L + 1)])
+    D = D.expand(b, -1, -1, -1).to(dtype)
+    conv, x, x0, w, w0, v = (t.to(dtype) for t in (conv, x, x0, w, w0, v))
+    with torch.no_grad():
+        m, m0 = so2.get_message(x, x0, w, w0, v, conv, L)
+        mR, m0R = so2.get_message(so2.rotate(D, x), x0, w, w0, v @ R.to(dtype).T, conv, L)
+    return [float((so2.rotate(D, m) - mR).abs().max()), float((m0 - m0R).abs().max())]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # check
 # ---------------------------------------------------------------------------------------------------------
@@ -382,37 +474,13 @@ def run_check(lmax: int = 8, out: Callable[[str], None] = print) -> int:
         out(_table(["l", "|D(R1R2)-D(R1)D(R2)|", "|D D^T - 1|", "status"], table))
         out("")
 
-    # eSCN SO(2) convolutions, as FastSo3's check_equi.py: b = 100 random edges, one random rotation R;
-    # message: max |D(R) m(x, v) - m(D(R) x, R v)|, invariant: max |m0(x, v) - m0(D(R) x, R v)|
-    from fastso3 import so2
-    from fastso3.o3 import rand_matrix, wigner_D_from_matrix
-
     out("== so2 (eSCN): equivariance of get_message and invariance of its degree-0 output, b = 100, c_in = 4")
     table = []
     for L in (2, 6):
         for layer in ("SO2_conv", "SO2_conv_e"):
             for dt in (torch.float32, torch.float64):
-                b, c_in, c_out, c_hid, c0_in, c0_out = 100, 4, 2, 2, 2, 4
                 try:
-                    with torch.random.fork_rng():
-                        torch.manual_seed(L)
-                        if layer == "SO2_conv":
-                            conv = so2.SO2_conv(c_in, c_out, L, c0_in, c0_out)
-                            w = torch.randn(b, c_in, L, 2 * L, c_out, L)
-                            w0 = torch.randn(b, c0_in + c_in * L, c0_out + c_out * L)
-                        else:
-                            conv = so2.SO2_conv_e(c_in, c_out, c_hid, L, c0_in, c0_out)
-                            w, w0 = torch.randn(b, c_hid, 2 * L), torch.randn(b, c_hid)
-                        x = torch.randn(b, c_in, L, 2 * L + 1) * so2.get_mask(L)
-                        x0, v, R = torch.randn(b, c0_in), torch.randn(b, 3), rand_matrix(dtype=torch.float64)
-                    pad = torch.nn.functional.pad
-                    D = torch.stack([pad(wigner_D_from_matrix(l, R), (L - l,) * 4) for l in range(1, L + 1)])
-                    D = D.expand(b, -1, -1, -1).to(dt)
-                    conv, x, x0, w, w0, v = (t.to(dt) for t in (conv, x, x0, w, w0, v))
-                    with torch.no_grad():
-                        m, m0 = so2.get_message(x, x0, w, w0, v, conv, L)
-                        mR, m0R = so2.get_message(so2.rotate(D, x), x0, w, w0, v @ R.to(dt).T, conv, L)
-                    errs = [float((so2.rotate(D, m) - mR).abs().max()), float((m0 - m0R).abs().max())]
+                    errs = so2_message_errors(L, layer, dt)
                 except Exception as exc:
                     failures.append(f"so2 {layer} L={L} {dt}: {type(exc).__name__}: {exc}")
                     continue

@@ -197,9 +197,9 @@ def test_unavailable_or_uncovered_requests_raise(monkeypatch):
         registry.resolve_backend("sparse_accumulate", "triton", torch.device("cpu"), torch.int32)
     with pytest.raises(registry.BackendUnavailable, match="covers"):
         o3.spherical_harmonics(1, torch.randn(4, 3), True, backend="triton")
-    fctp = o3.FullyConnectedTensorProduct("2x0e+1x1o", "1x0e+1x1o", "1x1o", backend="triton")  # no uvw kernel
+    full = o3.FullTensorProduct("2x0e+1x1o", "1x0e+1x1o", backend="triton")  # unweighted 'uvuv': no kernel
     with pytest.raises(registry.BackendUnavailable, match="covers"):
-        fctp(torch.randn(2, 5), torch.randn(2, 4))
+        full(torch.randn(2, 5), torch.randn(2, 4))
     # defaults (resolving needs no device): CUDA gets triton for the ops it covers; CPU does not change
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert registry.resolve_backend("sparse_accumulate", None, cuda, torch.bfloat16) == "triton"

@@ -25,7 +25,7 @@ import torch
 __all__ = ["BACKENDS", "TRITON_OPS", "BackendUnavailable", "available_backends", "last_backend", "resolve_backend"]
 
 BACKENDS = ("reference", "cpu", "triton")
-TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product", "tensor_product_conv")
+TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product", "tensor_product_conv", "uvw_tensor_product")
 _CPU_DTYPES = (torch.float32, torch.float64)
 # Half precisions are read and written as such but accumulated in float32.
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -126,6 +126,10 @@ def uvw_op(
     shape = _out_shape((a, b, c), roles, table, shared_weights)
     if backend == "reference":  # accumulates path by path into zeros; the kernel writes every entry
         return _reference(by_slot, roles[0], a.new_zeros(shape), table, shared_weights)
+    if backend == "triton":
+        from .triton.uvw import uvw
+
+        return uvw(by_slot, roles[0], table, _TABLES[table], shared_weights)
     return _cpu(by_slot, roles[0], a.new_empty(shape), table, shared_weights)
 
 
@@ -170,6 +174,10 @@ def uvw_input_grads_op(
     by_slot = [t.contiguous() for t in (g, x1, x2, w)]
     if backend == "reference":
         return tuple(_reference(by_slot, s, g.new_zeros(by_slot[s].shape), table, shared_weights) for s in (1, 2))
+    if backend == "triton":  # one launch per slot
+        from .triton.uvw import uvw
+
+        return tuple(uvw(by_slot, s, table, _TABLES[table], shared_weights) for s in (1, 2))
     out1, out2 = g.new_empty(x1.shape), g.new_empty(x2.shape)
     _cpu(by_slot, 1, out1, table, shared_weights, out2)
     return out1, out2

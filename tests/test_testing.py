@@ -282,6 +282,6 @@ def test_module_attributes_may_list_several_inputs():
         def forward(self, x, pos):  # not translation invariant
             return x * pos.norm(dim=-1, keepdim=True)
 
-    assert_equivariant(Scale(), [torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)]) is not None
+    assert assert_equivariant(Scale(), [torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)])
     with pytest.raises(AssertionError):
         assert_equivariant(Shift(), [torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)])

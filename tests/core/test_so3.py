@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 
 from fastso3.core import so3
 

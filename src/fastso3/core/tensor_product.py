@@ -463,7 +463,7 @@ def _tensor_product_plan(
     path_normalization: str,
 ) -> TensorProductPlan:
     # --- validation -------------------------------------------------------------------------------
-    for position, (i1, i2, io, mode, has_weight, path_weight) in enumerate(instructions):
+    for position, (i1, i2, io, mode, has_weight, _path_weight) in enumerate(instructions):
         (m1, ir1), (m2, ir2), (mo, iro) = irreps_in1[i1], irreps_in2[i2], irreps_out[io]
         where = f"instruction {position} ({i1}:{m1}x{ir1} x {i2}:{m2}x{ir2} -> {io}:{mo}x{iro}, {mode!r})"
         if ir1.p * ir2.p != iro.p:

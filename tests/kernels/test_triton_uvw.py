@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fastso3.kernels import registry
-from fastso3.kernels.uvw import uvw_input_grads_op, uvw_op, uvw_tensor_product
+from fastso3.kernels.uvw import uvw_factored_op, uvw_input_grads_op, uvw_op, uvw_tensor_product
 
 triton = pytest.importorskip("triton")
 
@@ -121,6 +121,19 @@ def test_bf16_accumulates_in_float32(shared):
     args = (g, x, y, table_name(tp), [3, 0, 1, 2], shared)  # the weights' gradient: a sum over samples if shared
     half_close(uvw_op(*args, "triton"), uvw_op(*(a.float() if torch.is_tensor(a) else a for a in args), "reference"),
                torch.bfloat16)  # fmt: skip
+
+
+@interpreted
+def test_factored_weights_every_output_matches_the_reference():
+    # the Triton backend of fastso3::uvw_factored: the uvw kernels on materialised weights h M
+    tp, _ = modules(False, irreps=IRREPS)
+    g, x, y, _ = slots(tp, 37, torch.float64)
+    h, m = torch.randn(37, 3, dtype=torch.float64), torch.randn(3, tp.weight_numel, dtype=torch.float64)
+    outputs = [0, 1, 2, 3, 4]
+    ours = uvw_factored_op(g, x, y, h, m, table_name(tp), outputs, "triton")
+    assert registry.last_backend("uvw_tensor_product") == "triton"
+    for a, b in zip(ours, uvw_factored_op(g, x, y, h, m, table_name(tp), outputs, "reference"), strict=True):
+        torch.testing.assert_close(a, b, **tol(torch.float64))
 
 
 @interpreted

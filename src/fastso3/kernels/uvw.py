@@ -9,12 +9,19 @@ whose slots are 0: ``g`` (the output / its cotangent), 1: ``x1``, 2: ``x2``, 3: 
 ``roles`` names the slots of ``(out, a, b, c)``. Autograd permutes the roles, so derivatives of every order
 are the same op. Per-sample tensors are ``(Z, dim)``; shared weights are ``(weight_numel,)`` and, as an
 output, are summed over the samples.
+
+Factored per-sample weights ``W = h M`` (``h: (Z, H)``, ``M: (H, weight_numel)``: a radial MLP's last hidden
+layer and its last linear layer) make the 5-linear form ``F(g, x1, x2, h, M) = F(g, x1, x2, h M)``, slots
+0: ``g``, 1: ``x1``, 2: ``x2``, 3: ``h``, 4: ``M``. ``fastso3::uvw_factored`` contracts it into any subset of
+its slots; on CPU the weights and their gradient exist only per chunk of samples, never as ``(Z, weight_numel)``
+tensors, which are the memory traffic of a convolution's radial MLP.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,7 +29,7 @@ import torch
 from ..core.uvw import uvw_table
 from . import registry
 
-__all__ = ["register_uvw_plan", "uvw_op", "uvw_tensor_product"]
+__all__ = ["register_uvw_plan", "uvw_factored_op", "uvw_factored_tensor_product", "uvw_op", "uvw_tensor_product"]
 
 WEIGHT_SLOT = 3
 # Index letters of each slot in the reference's einsums: g[w,k], x1[u,i], x2[v,j], W[u,v,w].
@@ -217,3 +224,103 @@ def uvw_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight: torch.T
     ``shared_weights`` else ``(Z, weight_numel)``; one dtype -> ``(Z, irreps_out.dim)``.
     """
     return uvw_op(x1, x2, weight, _table_name(plan), [0, 1, 2, 3], shared_weights, backend)
+
+
+FACTOR_SLOTS = 5  # g, x1, x2, h, M
+
+
+def _factored_shape(slots: list, s: int, table: str) -> tuple:
+    dims = _TABLES[table][-1]
+    z, nh = slots[3].shape
+    return (z, dims[s]) if s < 3 else ((z, nh) if s == 3 else (nh, dims[WEIGHT_SLOT]))
+
+
+def _factored_composed(slots: list, outputs: list, table: str, uvw_slot) -> list:
+    """The factored op through the materialised weights ``W = h M``: ``uvw_slot(by_slot, s)`` computes slot
+    ``s`` of the 4-linear form; the weight gradient ``dW`` is projected, ``dh = dW M^T``, ``dM = h^T dW``."""
+    g, x1, x2, h, m = slots
+    by_slot = [g, x1, x2, h @ m]
+    dw = uvw_slot(by_slot, WEIGHT_SLOT) if any(s >= 3 for s in outputs) else None
+    return [uvw_slot(by_slot, s) if s < 3 else (dw @ m.T if s == 3 else h.T @ dw) for s in outputs]
+
+
+def _factored_cpu(slots: list, outputs: list, table: str) -> list:
+    from .cpu.loader import library_function
+
+    paths, pivots, coef, cg_idx, cg_val, dims = _tensors(table, slots[1].device, slots[1].dtype)
+    ptr = ctypes.c_void_p
+    suffix = "f32" if slots[1].dtype == torch.float32 else "f64"
+    fn = library_function(f"fastso3_uvw_factored_{suffix}", *([ptr] * 11), ctypes.c_int64, ctypes.c_int64,
+                          ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ctypes.c_int)  # fmt: skip
+    outs = {s: slots[1].new_empty(_factored_shape(slots, s, table)) for s in outputs}
+    z, nh = slots[3].shape
+    fn(*(None if t is None else t.data_ptr() for t in slots),
+       *(outs[s].data_ptr() if s in outs else None for s in range(FACTOR_SLOTS)),
+       dims.data_ptr(), nh, z, paths.shape[0], paths.data_ptr(), pivots.data_ptr(), coef.data_ptr(),
+       cg_idx.data_ptr(), cg_val.data_ptr(), torch.get_num_threads())  # fmt: skip
+    return [outs[s] for s in outputs]
+
+
+@torch.library.custom_op("fastso3::uvw_factored", mutates_args=())
+def uvw_factored_op(
+    g: Optional[torch.Tensor], x1: torch.Tensor, x2: torch.Tensor, h: torch.Tensor, m: torch.Tensor, table: str,
+    outputs: list[int], backend: str,
+) -> list[torch.Tensor]:  # fmt: skip
+    """The contractions of ``F(g, x1, x2, h, M)`` into the slots ``outputs``, each from the four others.
+
+    g: ``(Z, dim_out)`` or None (only when ``outputs == [0]``), x1: ``(Z, dim1)``, x2: ``(Z, dim2)``,
+    h: ``(Z, H)``, m: ``(H, weight_numel)``, one dtype -> one tensor per output slot, shaped like that slot.
+    """
+    registry.record("uvw_tensor_product", backend)
+    slots = [None if t is None else t.contiguous() for t in (g, x1, x2, h, m)]
+    if backend == "cpu":
+        return _factored_cpu(slots, outputs, table)
+    if backend == "triton":  # the Triton uvw kernels on materialised weights
+        from .triton.uvw import uvw
+
+        return _factored_composed(slots, outputs, table, lambda by, s: uvw(by, s, table, _TABLES[table], False))
+    dims = _TABLES[table][-1]
+    return _factored_composed(
+        slots, outputs, table, lambda by, s: _reference(by, s, x1.new_zeros(x1.shape[0], dims[s]), table, False)
+    )
+
+
+@uvw_factored_op.register_fake
+def _(g, x1, x2, h, m, table, outputs, backend):
+    slots = [g, x1, x2, h, m]
+    return [x1.new_empty(_factored_shape(slots, s, table)) for s in outputs]
+
+
+def _factored_setup(ctx, inputs, output):
+    g, x1, x2, h, m, table, outputs, backend = inputs
+    ctx.save_for_backward(g, x1, x2, h, m)
+    ctx.table, ctx.outputs, ctx.backend = table, outputs, backend
+
+
+def _factored_backward(ctx, cotangents):
+    # Output s is F contracted over every slot but s; its derivative w.r.t. slot t, paired with the cotangent
+    # c_s, is F contracted over every slot but t with c_s in slot s: the same op, one call per output.
+    saved = list(ctx.saved_tensors)
+    grads: list = [None] * FACTOR_SLOTS
+    for s, c in zip(ctx.outputs, cotangents):
+        targets = [t for t in range(FACTOR_SLOTS) if t != s and ctx.needs_input_grad[t]]
+        if c is None or not targets:
+            continue
+        args = list(saved)
+        args[s] = c
+        for t, d in zip(targets, uvw_factored_op(*args, ctx.table, targets, ctx.backend)):
+            grads[t] = d if grads[t] is None else grads[t] + d
+    return *grads, None, None, None
+
+
+uvw_factored_op.register_autograd(_factored_backward, setup_context=_factored_setup)
+
+
+def uvw_factored_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, hidden: torch.Tensor, matrix: torch.Tensor,
+                                backend: str) -> torch.Tensor:  # fmt: skip
+    """A registered uvw plan with per-sample weights ``hidden @ matrix``, never materialised on CPU.
+
+    x1: ``(Z, irreps_in1.dim)``, x2: ``(Z, irreps_in2.dim)``, hidden: ``(Z, H)``, matrix: ``(H, weight_numel)``;
+    one dtype -> ``(Z, irreps_out.dim)``.
+    """
+    return uvw_factored_op(None, x1, x2, hidden, matrix, _table_name(plan), [0], backend)[0]

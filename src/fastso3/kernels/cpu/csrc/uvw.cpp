@@ -465,6 +465,71 @@ void uvw(int slot, const T* const* ptr, const int64_t* stride, T* out, T* out2, 
     }
 }
 
+// Factored per-sample weights W = h M, h: (nz, nh) per sample, M: (nh, dims[3]) shared (a radial MLP's
+// last layer applied inside the product). The 5-linear form F(g, x1, x2, h, M) = F_uvw(g, x1, x2, h M)
+// is contracted into any subset of its slots 0: g, 1: x1, 2: x2, 3: h, 4: M (``outs[s]`` non-null) from the
+// other four. Per chunk of samples, W is made in a per-thread buffer (slots 0, 1, 2) and the weight
+// gradient dW = F_3 too (slots 3, 4), projected at once: dh = dW M^T, dM = sum_z h^T dW (per-thread partial
+// sums added in thread order, deterministic for a thread count). Neither W nor dW reaches memory.
+constexpr int64_t FACTOR_CHUNK = 64;
+constexpr int64_t FACTOR_TILE = 8;
+
+// out[z][q] = sum_r a[z][r] b[r][q] for z < n (a: n x nr, b: nr x nq), in register tiles of FACTOR_TILE rows
+template <typename T>
+void rows_gemm(const T* a, int64_t n, int64_t nr, const T* b, int64_t nq, T* out) {
+    for (int64_t z = 0; z < n; z += FACTOR_TILE)
+        small_gemm(a + z * nr, std::min(FACTOR_TILE, n - z), nr, b, nq, out + z * nq);
+}
+
+template <typename T>
+void uvw_factored(const T* const* ptr, T* const* outs, const int64_t* dims, int64_t nh, int64_t nz, int64_t npaths,
+                  const int64_t* paths, const int64_t* pivots, const T* coef, const int64_t* cg_idx, const T* cg_val,
+                  int nthreads) {
+    const int64_t nw = dims[3];
+    const bool need_w = outs[0] || outs[1] || outs[2], need_dw = outs[3] || outs[4];
+    std::vector<T> mt(outs[3] ? nw * nh : 0);  // M^T, (nw, nh)
+    if (outs[3]) transpose(ptr[4], nh, nw, mt.data());
+    if (nthreads < 1) nthreads = 1;
+    std::vector<T> partial(outs[4] ? nh * nw * nthreads : 0, T(0));
+    const int64_t nchunks = (nz + FACTOR_CHUNK - 1) / FACTOR_CHUNK;
+    const int64_t stride[4] = {dims[0], dims[1], dims[2], nw};
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nchunks > 1)
+    {
+        std::vector<T> w(need_w ? FACTOR_CHUNK * nw : 0), dw(need_dw ? FACTOR_CHUNK * nw : 0);
+        T* dm = outs[4] ? partial.data() + nh * nw * omp_get_thread_num() : nullptr;
+        std::vector<T> ht(dm ? nh * FACTOR_CHUNK : 0), dm_chunk(dm ? nh * nw : 0);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nchunks; ++c) {
+            const int64_t z0 = c * FACTOR_CHUNK, n = std::min(FACTOR_CHUNK, nz - z0);
+            const T* h = ptr[3] + z0 * nh;
+            const T* cptr[4] = {ptr[0] ? ptr[0] + z0 * dims[0] : nullptr, ptr[1] + z0 * dims[1], ptr[2] + z0 * dims[2],
+                                w.data()};
+            if (need_w) rows_gemm(h, n, nh, ptr[4], nw, w.data());
+            if (outs[0]) uvw<T>(0, cptr, stride, outs[0] + z0 * dims[0], nullptr, dims[0], dims, n, npaths, paths, pivots,
+                                coef, cg_idx, cg_val, 1);
+            if (outs[1])
+                uvw<T>(1, cptr, stride, outs[1] + z0 * dims[1], outs[2] ? outs[2] + z0 * dims[2] : nullptr, dims[1], dims,
+                       n, npaths, paths, pivots, coef, cg_idx, cg_val, 1);
+            else if (outs[2])
+                uvw<T>(2, cptr, stride, outs[2] + z0 * dims[2], nullptr, dims[2], dims, n, npaths, paths, pivots, coef,
+                       cg_idx, cg_val, 1);
+            if (!need_dw) continue;
+            uvw<T>(3, cptr, stride, dw.data(), nullptr, nw, dims, n, npaths, paths, pivots, coef, cg_idx, cg_val, 1);
+            if (outs[3]) rows_gemm(dw.data(), n, nw, mt.data(), nh, outs[3] + z0 * nh);
+            if (dm) {  // dM[r][q] += sum_z h[z][r] dW[z][q]: register tiles over r, the chunk's samples reduced
+                transpose(h, n, nh, ht.data());
+                rows_gemm(ht.data(), nh, n, dw.data(), nw, dm_chunk.data());
+                for (int64_t r = 0; r < nh * nw; ++r) dm[r] += dm_chunk[r];
+            }
+        }
+    }
+    if (outs[4]) {
+        std::memset(outs[4], 0, sizeof(T) * nh * nw);
+        for (int th = 0; th < nthreads; ++th)
+            for (int64_t r = 0; r < nh * nw; ++r) outs[4][r] += partial[th * nh * nw + r];
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -480,4 +545,17 @@ extern "C" {
 
 FASTSO3_UVW(float, f32)
 FASTSO3_UVW(double, f64)
+
+#define FASTSO3_UVW_FACTORED(T, SUFFIX)                                                                           \
+    void fastso3_uvw_factored_##SUFFIX(const T* g, const T* x1, const T* x2, const T* h, const T* m, T* out0,     \
+                                       T* out1, T* out2, T* out3, T* out4, const int64_t* dims, int64_t nh,       \
+                                       int64_t nz, int64_t npaths, const int64_t* paths, const int64_t* pivots,   \
+                                       const T* coef, const int64_t* cg_idx, const T* cg_val, int nthreads) {     \
+        const T* ptr[5] = {g, x1, x2, h, m};                                                                     \
+        T* const outs[5] = {out0, out1, out2, out3, out4};                                                       \
+        uvw_factored<T>(ptr, outs, dims, nh, nz, npaths, paths, pivots, coef, cg_idx, cg_val, nthreads);         \
+    }
+
+FASTSO3_UVW_FACTORED(float, f32)
+FASTSO3_UVW_FACTORED(double, f64)
 }

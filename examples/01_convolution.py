@@ -41,15 +41,17 @@ class Convolution(torch.nn.Module):
         self.fc = FullyConnectedNet([NUM_BASIS, 16, self.tp.weight_numel], torch.relu)
         self.num_neighbors = num_neighbors
 
-    def stages(self, f_in: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every intermediate of the tutorial, in order."""
+    def stages(self, f_in: torch.Tensor, pos: torch.Tensor) -> dict:
+        """Every intermediate of the tutorial, in order (tensors; the weights as their two factors)."""
         edge_src, edge_dst = radius_graph(pos, MAX_RADIUS)
         edge_vec = pos[edge_dst] - pos[edge_src]  # the convention of fastso3.graph: aggregated at dst
         sh = o3.spherical_harmonics(IRREPS_SH, edge_vec, normalize=True, normalization="component")
         emb = soft_one_hot_linspace(
             edge_vec.norm(dim=1), 0.0, MAX_RADIUS, NUM_BASIS, basis="smooth_finite", cutoff=True
         ).mul(NUM_BASIS**0.5)
-        weight = self.fc(emb)
+        # the MLP's output, (edges, 400) weights, as (hidden layer, last layer): the tensor product applies the
+        # last layer in its kernel, so the weights and their gradient are never stored (same numbers)
+        weight = self.fc.factored(emb)
         summand = self.tp(f_in[edge_src], sh, weight)
         f_out = scatter_sum(summand, edge_dst, dim=0, dim_size=pos.shape[0]).div(self.num_neighbors**0.5)
         return {"sh": sh, "embedding": emb, "weight": weight, "summand": summand, "f_out": f_out}
@@ -83,7 +85,8 @@ def e3nn_output(conv: Convolution, f_in: torch.Tensor, pos: torch.Tensor) -> tor
 
 
 def timing_breakdown(conv: Convolution, f_in: torch.Tensor, pos: torch.Tensor, repeats: int = 20) -> dict[str, float]:
-    """Median seconds per stage (graph, sh, embedding, mlp, tensor product, scatter)."""
+    """Median seconds per stage (graph, sh, embedding, MLP hidden layer, tensor product with the MLP's last
+    layer, scatter)."""
     times: dict[str, list[float]] = {}
 
     def tick(name, t0):
@@ -102,10 +105,10 @@ def timing_breakdown(conv: Convolution, f_in: torch.Tensor, pos: torch.Tensor, r
                 edge_vec.norm(dim=1), 0.0, MAX_RADIUS, NUM_BASIS, basis="smooth_finite", cutoff=True
             ).mul(NUM_BASIS**0.5)
             t = tick("radial embedding", t)
-            weight = conv.fc(emb)
-            t = tick("MLP", t)
+            weight = conv.fc.factored(emb)
+            t = tick("MLP hidden layer", t)
             summand = conv.tp(f_in[edge_src], sh, weight)
-            t = tick("tensor product", t)
+            t = tick("TP + MLP last layer", t)
             scatter_sum(summand, edge_dst, dim=0, dim_size=pos.shape[0]).div(conv.num_neighbors**0.5)
             tick("scatter", t)
     return {name: sorted(v)[len(v) // 2] for name, v in times.items()}
@@ -141,6 +144,7 @@ def main(plot: str | None = None, print_fn=print) -> dict[str, float]:
     print_fn(f"{conv.tp} needs {conv.tp.weight_numel} weights")
     stages = conv.stages(f_in, pos)
     moments = {"input": f_in.pow(2).mean().item()}
+    stages["weight"] = stages["weight"].materialize()
     moments.update({name: value.pow(2).mean().item() for name, value in stages.items()})
     for name, m in moments.items():
         print_fn(f"  second moment of {name:<10} {m:.3f}")

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..math import normalize2mom
+from ..o3 import FactoredWeight
 
 __all__ = ["FullyConnectedNet"]
 
@@ -35,6 +36,10 @@ class _Layer(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"{self.h_in}->{self.h_out}, linear={self.act is None}"
 
+    def matrix(self) -> torch.Tensor:
+        """The normalised weight ``(h_in, h_out)`` of a linear layer: ``forward(x) == x @ matrix()``."""
+        return self.weight / (self.h_in * self.var_in / self.var_out) ** 0.5
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act is not None:
             x = x @ (self.weight / (self.h_in * self.var_in) ** 0.5)
@@ -42,7 +47,7 @@ class _Layer(torch.nn.Module):
             if self.var_out != 1:
                 x = x * self.var_out**0.5
             return x
-        return x @ (self.weight / (self.h_in * self.var_in / self.var_out) ** 0.5)
+        return x @ self.matrix()
 
 
 class FullyConnectedNet(torch.nn.Sequential):
@@ -96,6 +101,24 @@ class FullyConnectedNet(torch.nn.Sequential):
             layer_act = (act if out_act else None) if last else act
             self.add_module(f"layer{i}", _Layer(h1, h2, layer_act, var_in, var_out))
             var_in = var_out
+
+    def factored(self, x: torch.Tensor) -> FactoredWeight:
+        """The output as its two factors: ``(..., hs[0]) -> FactoredWeight(hidden (..., hs[-2]), matrix (hs[-2], hs[-1]))``
+        with ``hidden @ matrix == self(x)``.
+
+        Pass it as the weights of a tensor product (``tp(x1, x2, net.factored(emb))``): a fully connected
+        product applies the last layer inside its kernel and never stores the ``(..., hs[-1])`` weights.
+
+        Raises:
+            ValueError: if the network has no layer or its last layer has an activation (``out_act=True``).
+        """
+        layers = list(self)
+        if not layers or layers[-1].act is not None:
+            raise ValueError("factored() needs a linear last layer (at least one layer and out_act=False)")
+        hidden = x
+        for layer in layers[:-1]:
+            hidden = layer(hidden)
+        return FactoredWeight(hidden, layers[-1].matrix())
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}{self.hs}"

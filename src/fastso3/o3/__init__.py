@@ -13,6 +13,7 @@ from ._spherical_harmonics import SphericalHarmonics as SphericalHarmonics
 from ._spherical_harmonics import spherical_harmonics as spherical_harmonics
 from ._linear import Linear as Linear
 from ._tensor_product import ElementwiseTensorProduct as ElementwiseTensorProduct
+from ._tensor_product import FactoredWeight as FactoredWeight
 from ._tensor_product import FullTensorProduct as FullTensorProduct
 from ._tensor_product import FullyConnectedTensorProduct as FullyConnectedTensorProduct
 from ._tensor_product import Instruction as Instruction
@@ -41,6 +42,7 @@ __all__ = [
     "Irrep",
     "Irreps",
     "ElementwiseTensorProduct",
+    "FactoredWeight",
     "FullTensorProduct",
     "FullyConnectedTensorProduct",
     "Instruction",

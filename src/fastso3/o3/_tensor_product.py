@@ -8,7 +8,7 @@ See ``docs/conventions.md`` section 5 for the math (connection modes, normalizat
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import torch
 
@@ -24,10 +24,11 @@ from ..core.channelwise import is_channelwise
 from ..kernels import registry
 from ..core.uvw import is_uvw
 from ..kernels.channelwise import channelwise_tensor_product, register_channelwise_plan
-from ..kernels.uvw import register_uvw_plan, uvw_tensor_product
+from ..kernels.uvw import register_uvw_plan, uvw_factored_tensor_product, uvw_tensor_product
 from ..kernels.reference.tensor_product import tensor_product, tensor_product_right
 
 __all__ = [
+    "FactoredWeight",
     "Instruction",
     "TensorProduct",
     "FullyConnectedTensorProduct",
@@ -40,7 +41,29 @@ __all__ = [
 # Buffers of e3nn's generated code (CG tables, triu indices): present in e3nn state dicts, never needed here.
 _E3NN_CODEGEN_PREFIXES = ("_compiled_main_left_right.", "_compiled_main_right.", "_compiled_main.")
 
-WeightLike = Union[torch.Tensor, Sequence[torch.Tensor], None]
+
+
+class FactoredWeight(NamedTuple):
+    """Per-sample weights ``hidden @ matrix`` passed as their two factors (a radial MLP's last hidden layer
+    and its last linear layer, see :meth:`fastso3.nn.FullyConnectedNet.factored`).
+
+    * ``hidden``: ``(..., H)``, batch dimensions broadcast with the tensor product's inputs;
+    * ``matrix``: ``(H, weight_numel)``, the inputs' dtype.
+
+    A fully connected (``uvw``) product applies ``matrix`` inside its kernel, so the ``(..., weight_numel)``
+    weights and their gradient are never stored (on CPU; the Triton backend multiplies the factors first);
+    other products multiply the factors first. Either way the result is ``forward(x, y, hidden @ matrix)``.
+    """
+
+    hidden: torch.Tensor
+    matrix: torch.Tensor
+
+    def materialize(self) -> torch.Tensor:
+        """The weights ``hidden @ matrix``: ``(..., weight_numel)``."""
+        return self.hidden @ self.matrix
+
+
+WeightLike = Union[torch.Tensor, Sequence[torch.Tensor], FactoredWeight, None]
 
 
 def _drop_e3nn_codegen_keys(state_dict: dict, prefix: str) -> None:
@@ -58,16 +81,22 @@ def _prod(shape: Sequence[int]) -> int:
 
 
 def _kernel_forward(
-    kernel: str, plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shared: bool, backend: str
-) -> torch.Tensor:
-    """The kernel op ``kernel`` ('channelwise' or 'uvw') on flattened, broadcast batches."""
-    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], *(() if shared else (w.shape[:-1],)))
+    kernel: str, plan: TensorProductPlan, x: torch.Tensor, y: torch.Tensor, w: Union[torch.Tensor, FactoredWeight],
+    shared: bool, backend: str,
+) -> torch.Tensor:  # fmt: skip
+    """The kernel op ``kernel`` ('channelwise' or 'uvw', the latter also with factored weights) on flattened,
+    broadcast batches."""
+    factored = isinstance(w, FactoredWeight)
+    w_batch = () if shared else ((w.hidden if factored else w).shape[:-1],)
+    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], *w_batch)
     z = _prod(batch)
 
     def flat(t: torch.Tensor) -> torch.Tensor:
         return t.expand(*batch, t.shape[-1]).reshape(z, t.shape[-1])
 
-    if kernel == "channelwise":
+    if factored:
+        out = uvw_factored_tensor_product(plan, flat(x), flat(y), flat(w.hidden), w.matrix, backend)
+    elif kernel == "channelwise":
         out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), backend)
     else:
         out = uvw_tensor_product(plan, flat(x), flat(y), w if shared else flat(w), shared, backend)
@@ -90,7 +119,9 @@ class TensorProduct(torch.nn.Module):
     * ``y``: ``(..., irreps_in2.dim)``, same dtype (batch dimensions broadcast);
     * ``weight``: ``(weight_numel,)`` if ``shared_weights``, ``(..., weight_numel)`` otherwise (batch
       dimensions broadcast with the inputs'), or a list of per-instruction tensors of shape
-      ``path_shape`` (``(...) + path_shape``); only for modules without ``internal_weights``;
+      ``path_shape`` (``(...) + path_shape``), or a :class:`FactoredWeight` ``(hidden, matrix)`` (per-sample
+      weights ``hidden @ matrix``, applied inside the kernel of fully connected products); only for modules
+      without ``internal_weights``;
     * returns ``(..., irreps_out.dim)`` in the inputs' dtype.
 
     Each instruction ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])`` is a path
@@ -332,12 +363,37 @@ class TensorProduct(torch.nn.Module):
         if x.dtype != y.dtype:
             raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
         self._check_dtype(x.dtype)
+        if isinstance(weight, FactoredWeight):
+            weight = self._check_factored(weight, x)
+            if self._kernel == "uvw":
+                return _kernel_forward(self._kernel, self.plan, x, y, weight, False, self._run_backend(x))
+            weight = weight.materialize()
         w = self._get_weights(weight, x.dtype)
         backend = self._run_backend(x)
         if backend != "reference":
             return _kernel_forward(self._kernel, self.plan, x, y, w, self.shared_weights, backend)
         cgs, pairs = self._constants()
         return tensor_product(self.plan, x, y, w, cgs, pairs, self.shared_weights)
+
+    def _check_factored(self, weight: FactoredWeight, x: torch.Tensor) -> FactoredWeight:
+        if self.internal_weights or self.shared_weights:
+            raise ValueError(
+                f"FactoredWeight gives per-sample weights: build {self.__class__.__name__} with "
+                "shared_weights=False (and no internal weights)"
+            )
+        hidden, matrix = weight
+        for name, t in (("hidden", hidden), ("matrix", matrix)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"FactoredWeight.{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dtype != x.dtype or t.device != x.device:
+                raise TypeError(f"FactoredWeight.{name} is {t.dtype} on {t.device}; the inputs are {x.dtype} on {x.device}")
+        if matrix.dim() != 2 or matrix.shape[1] != self.weight_numel:
+            raise ValueError(f"FactoredWeight.matrix must have shape (H, {self.weight_numel}), got {tuple(matrix.shape)}")
+        if hidden.dim() < 2 or hidden.shape[-1] != matrix.shape[0]:
+            raise ValueError(
+                f"FactoredWeight.hidden must have shape (..., {matrix.shape[0]}) with batch dimensions, got {tuple(hidden.shape)}"
+            )
+        return weight
 
     def _run_backend(self, x: torch.Tensor) -> str:
         """The backend of this call: a kernel backend where the plan has a kernel, else 'reference'. An

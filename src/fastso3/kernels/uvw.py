@@ -28,6 +28,7 @@ import torch
 
 from ..core.uvw import uvw_table
 from . import registry
+from ._multilinear import multilinear_backward
 
 __all__ = ["register_uvw_plan", "uvw_factored_op", "uvw_factored_tensor_product", "uvw_op", "uvw_tensor_product"]
 
@@ -298,18 +299,8 @@ def _factored_setup(ctx, inputs, output):
 
 
 def _factored_backward(ctx, cotangents):
-    # Output s is F contracted over every slot but s; its derivative w.r.t. slot t, paired with the cotangent
-    # c_s, is F contracted over every slot but t with c_s in slot s: the same op, one call per output.
-    saved = list(ctx.saved_tensors)
-    grads: list = [None] * FACTOR_SLOTS
-    for s, c in zip(ctx.outputs, cotangents):
-        targets = [t for t in range(FACTOR_SLOTS) if t != s and ctx.needs_input_grad[t]]
-        if c is None or not targets:
-            continue
-        args = list(saved)
-        args[s] = c
-        for t, d in zip(targets, uvw_factored_op(*args, ctx.table, targets, ctx.backend)):
-            grads[t] = d if grads[t] is None else grads[t] + d
+    grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
+                                 lambda args, targets: uvw_factored_op(*args, ctx.table, targets, ctx.backend))  # fmt: skip
     return *grads, None, None, None
 
 

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from fastso3.core.cg import wigner_3j
+from fastso3.kernels import registry
+from fastso3.kernels.so2_rotation import so2_rotation_op
 
 __all__ = ["EdgeRotation", "edge_rotation", "rotate", "rotate_back"]
 
@@ -110,25 +112,38 @@ class EdgeRotation(torch.nn.Module):
         return W[:, :, L - mmax : L + mmax + 1]
 
 
-def rotate(W: Tensor, x: Tensor) -> Tensor:
+def _rotation(features: Tensor, W: Tensor, slot: int, backend: str | None) -> Tensor:
+    """Checks shapes, dtypes and devices (the kernel reads raw memory), then runs the op into ``slot``."""
+    name = "rotate" if slot == 0 else "rotate_back"
+    if W.dim() != 4 or W.shape[3] != 2 * W.shape[1] + 1 or W.shape[2] % 2 == 0 or W.shape[2] > W.shape[3]:
+        raise ValueError(f"{name}: W must have shape (B, L, M, 2L+1) with M odd and <= 2L+1, got {tuple(W.shape)}")
+    B, L, M, N = W.shape
+    width = N if slot == 0 else M
+    if features.dim() != 4 or features.shape[0] != B or features.shape[2:] != (L, width):
+        what = "x" if slot == 0 else "y"
+        raise ValueError(f"{name}: {what} must have shape ({B}, C, {L}, {width}) for W {tuple(W.shape)}, got {tuple(features.shape)}")
+    if features.dtype != W.dtype or features.device != W.device:
+        raise TypeError(f"{name}: W is {W.dtype} on {W.device} but the features are {features.dtype} on {features.device}")
+    chosen = registry.resolve_backend("so2_rotation", backend, W.device, W.dtype)
+    args = (None, W, features) if slot == 0 else (features, W, None)
+    return so2_rotation_op(*args, [slot], chosen)[0]
+
+
+def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
     """``y[b, c, l] = W[b, l] @ x[b, c, l]``: ``W (B, L, M, 2L+1)``, ``x (B, C, L, 2L+1)`` -> ``(B, C, L, M)``.
 
-    One batched matmul per degree over its ``2l+1`` valid columns, reading ``x`` in place (no transposing copy),
-    with the channels as columns; the result is a view of channels-last memory ``(B, L, M, C)``, which the SO(2)
-    bottleneck and :func:`rotate_back` read without copies. (The loop is over degrees, fixed at trace time.)
+    Only each degree's ``2l+1`` valid columns of ``W`` and ``x`` are read. The result is a view of
+    channels-last memory ``(B, L, M, C)``, which the SO(2) bottleneck and :func:`rotate_back` read without
+    copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64, else the reference),
+    ``'cpu'`` or ``'reference'`` (one einsum); see ``fastso3.kernels.so2_rotation``.
     """
-    L, N = x.shape[2], x.shape[3]
-    c = (N - 1) // 2
-    ys = [torch.bmm(W[:, l - 1, :, c - l : c + l + 1], x[:, :, l - 1, c - l : c + l + 1].mT) for l in range(1, L + 1)]
-    return torch.stack(ys, 1).permute(0, 3, 1, 2)
+    return _rotation(x, W, 0, backend)
 
 
-def rotate_back(W: Tensor, y: Tensor) -> Tensor:
+def rotate_back(W: Tensor, y: Tensor, backend: str | None = None) -> Tensor:
     """``x[b, c, l] = W[b, l]^T @ y[b, c, l]``: ``W (B, L, M, 2L+1)``, ``y (B, C, L, M)`` -> ``(B, C, L, 2L+1)``.
 
-    The result is a view of channels-last memory, as for :func:`rotate`.
+    Zero outside each degree's ``2l+1`` columns (``W``'s entries there are not read). The result is a view of
+    channels-last memory, as for :func:`rotate`; ``backend`` as for :func:`rotate`.
     """
-    B, C, L, M = y.shape
-    N = W.shape[3]
-    x = torch.bmm(W.reshape(B * L, M, N).mT, y.permute(0, 2, 3, 1).reshape(B * L, M, C))
-    return x.view(B, L, N, C).permute(0, 3, 1, 2)
+    return _rotation(y, W, 2, backend)

@@ -1,0 +1,30 @@
+"""Autograd of ops that contract a multilinear form into a subset of its slots."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+
+def multilinear_backward(
+    saved: Sequence, outputs: Sequence[int], cotangents: Sequence, needs_input_grad: Sequence[bool],
+    contract: Callable[[list, list[int]], list[torch.Tensor]],
+) -> list:  # fmt: skip
+    """Gradients of the slots of a multilinear form ``F`` for an op that computed the slots ``outputs``.
+
+    Output ``s`` is ``F`` contracted over every slot but ``s``; its derivative w.r.t. slot ``t``, paired with the
+    cotangent ``c_s``, is ``F`` contracted over every slot but ``t`` with ``c_s`` in slot ``s``: the same op,
+    ``contract(slot_tensors, targets)``, one call per output. ``saved``: the op's slot tensors (None for an
+    output slot). Returns one gradient (or None) per slot.
+    """
+    grads: list = [None] * len(saved)
+    for s, c in zip(outputs, cotangents):
+        targets = [t for t in range(len(saved)) if t != s and needs_input_grad[t]]
+        if c is None or not targets:
+            continue
+        args = list(saved)
+        args[s] = c
+        for t, d in zip(targets, contract(args, targets)):
+            grads[t] = d if grads[t] is None else grads[t] + d
+    return grads

@@ -46,7 +46,7 @@ def test_rotate_matches_a_per_degree_loop_and_rotate_back_inverts_it(backend):
     W, x, _ = setup(4, 4)
     y = rotate(W, x, backend=backend)
     torch.testing.assert_close(y, loop_rotate(W, x), rtol=0, atol=1e-13)
-    assert y.permute(0, 2, 3, 1).is_contiguous()  # channels innermost, as the SO(2) bottleneck reads it
+    assert y.permute(3, 0, 2, 1).is_contiguous()  # m-major, as the SO(2) bottleneck reads it
     back = rotate_back(W, y, backend=backend)
     assert back.is_contiguous()
     torch.testing.assert_close(back, x, rtol=0, atol=1e-13)  # W is orthogonal per degree

@@ -3,14 +3,15 @@
 With ``x (B, C, L, N = 2L+1)`` padded features, ``W (B, L, M, N)`` Wigner blocks (``M = 2 mmax + 1`` rows)
 and ``y (B, C, L, M)`` features in the edge frame,
 
-    F(y, W, x) = sum_{b,c,l,m} sum_{n : |n - L| <= l+1} y[b,c,l,m] W[b,l,m,n] x[b,c,l,n]
+    F(y, W, x) = sum_{b,c,l} sum_{|m - K| <= l+1} sum_{|n - L| <= l+1} y[b,c,l,m] W[b,l,m,n] x[b,c,l,n]
 
-(degree ``l+1`` at index ``l``: only its ``2l+3`` columns count). ``fastso3::so2_rotation(y, W, x, outputs,
+(``M = 2K + 1``; degree ``l+1`` at index ``l``: only its block of ``W``, rows and columns of order ``<= l+1``,
+counts; for Wigner blocks the rest is zero anyway). ``fastso3::so2_rotation(y, W, x, outputs,
 backend)`` contracts it into each slot of ``outputs`` from the other two (an output slot's input may be None):
 0 rotates (``y = W x``), 2 rotates back (``x = W^T y``, zero in the padding), 1 is the gradient of ``W``.
 Autograd permutes the slots, so derivatives of every order are the same op, and a backward computes both of
-its gradients in one call. Output layouts (every backend): ``y`` a view of channels-innermost memory
-``(B, L, M, C)``, ``x`` contiguous, ``W`` contiguous.
+its gradients in one call. Output layouts (every backend): ``y`` a view of m-major memory ``(M, B, L, C)``
+(what the SO(2) bottleneck reads in place), ``x`` contiguous, ``W`` contiguous.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ __all__ = ["so2_rotation_op"]
 _LETTERS = ("bclm", "blmn", "bcln")  # y, W, x in the reference's einsums
 
 
-def _column_mask(L: int, like: torch.Tensor) -> torch.Tensor:
-    """``(L, 2L+1)``: 1 where column ``n`` belongs to degree ``l+1`` (``|n - L| <= l+1``)."""
-    n = torch.arange(2 * L + 1, device=like.device) - L
-    return (n.abs()[None, :] <= torch.arange(1, L + 1, device=like.device)[:, None]).to(like.dtype)
+def _block_mask(L: int, M: int, like: torch.Tensor) -> torch.Tensor:
+    """``(L, M, 2L+1)``: 1 on the block of degree ``l+1`` (rows ``|m - K| <= l+1``, columns ``|n - L| <= l+1``)."""
+    degree = torch.arange(1, L + 1, device=like.device)[:, None]
+    rows = (torch.arange(M, device=like.device) - (M - 1) // 2).abs()[None, :] <= degree
+    cols = (torch.arange(2 * L + 1, device=like.device) - L).abs()[None, :] <= degree
+    return (rows[:, :, None] & cols[:, None, :]).to(like.dtype)
 
 
 def _dims(y, w, x) -> tuple[int, int, int, int]:
@@ -46,12 +49,12 @@ def _dims(y, w, x) -> tuple[int, int, int, int]:
 def _new_output(like: torch.Tensor, slot: int, dims: tuple) -> torch.Tensor:
     B, C, L, M = dims
     if slot == 0:
-        return like.new_empty(B, L, M, C).permute(0, 3, 1, 2)
+        return like.new_empty(M, B, L, C).permute(1, 3, 2, 0)
     return like.new_empty(B, L, M, 2 * L + 1) if slot == 1 else like.new_empty(B, C, L, 2 * L + 1)
 
 
-def _reference(slots: list, slot: int, like: torch.Tensor, L: int) -> torch.Tensor:
-    mask = _column_mask(L, like)[:, None, :]  # on W's (l, ., n) axes
+def _reference(slots: list, slot: int, like: torch.Tensor, L: int, M: int) -> torch.Tensor:
+    mask = _block_mask(L, M, like)  # on W's (l, m, n) axes
     inputs = [s for s in range(3) if s != slot]
     operands = [slots[s] * mask if s == 1 else slots[s] for s in inputs]
     out = torch.einsum(f"{_LETTERS[inputs[0]]},{_LETTERS[inputs[1]]}->{_LETTERS[slot]}", *operands)
@@ -82,7 +85,7 @@ def so2_rotation_op(
     outs = {s: _new_output(like, s, dims) for s in outputs}  # one layout for every backend (and the fake)
     if backend == "reference":
         for s in outputs:
-            outs[s].copy_(_reference(slots, s, like, dims[2]))
+            outs[s].copy_(_reference(slots, s, like, dims[2], dims[3]))
     else:
         _cpu(slots, outs, dims)
     return [outs[s] for s in outputs]

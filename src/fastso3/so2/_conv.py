@@ -23,8 +23,26 @@ from ._rotation import EdgeRotation, rotate, rotate_back
 __all__ = ["SO2_conv", "SO2_conv_e", "get_message"]
 
 
+def split_m(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``x (B, C, L, 2K+1)`` -> its ``-m`` part ``(K, B, L C)`` (``m = -K..-1``), ``m = 0`` part ``(B, L, C)`` and ``+m``
+    part ``(K, B, L C)`` (``m = 1..K``), rows ordered ``(l, c)``.
+
+    Views of one split of m-major memory ``(2K+1, B, L, C)`` (the layout :func:`rotate` returns; other layouts are
+    copied once), so that every matmul of the bottleneck reads its operand in place and the gradient of ``x`` is
+    a single concatenation.
+    """
+    B, C, L, M = x.shape
+    K = (M - 1) // 2
+    X = x.permute(3, 0, 2, 1)
+    if not X.is_contiguous():
+        X = X.contiguous()
+    x_minus, x_0, x_plus = X.split([K, 1, K], 0)
+    return x_minus.reshape(K, B, L * C), x_0[0], x_plus.reshape(K, B, L * C)
+
+
 def so2_bottleneck(
-    x: Tensor,
+    x_minus: Tensor,
+    x_plus: Tensor,
     y_m0: Tensor,
     gates: Tensor,
     en1: Tensor,
@@ -34,36 +52,38 @@ def so2_bottleneck(
 ) -> Tensor:
     """The SO(2) bottleneck ``A_m = de1 diag(g_a) en1``, ``B_m = de2 diag(g_b) en2`` for ``|m| = 1..K``.
 
-    Shapes: ``x (B, C_in, L, 2K+1)`` in the edge frame (column ``K + m``); ``y_m0 (B, C_out, L)``, the ``m = 0``
-    output; ``gates (K, B, H)`` (``g_a``) or ``(K, B, 2H)`` (``[g_a, g_b]``); ``en1, en2 (C_in, L, H, K)``;
-    ``de1, de2 (H, C_out, L, K)``. Returns ``y (B, C_out, L, 2K+1)``, a view of channels-last memory; its padding
-    is whatever ``de`` gives there. Without ``en2`` only the real path ``A`` is applied (the parity-preserving subset).
+    Shapes: ``x_minus, x_plus (K, B, L C)`` the ``-m`` and ``+m`` parts of the edge-frame features
+    (:func:`split_m`); ``y_m0 (B, C_out, L)``, the ``m = 0`` output; ``gates (K, B, H)`` (``g_a``) or
+    ``(K, B, 2H)`` (``[g_a, g_b]``); ``en1, en2 (C_in, L, H, K)``; ``de1, de2 (H, C_out, L, K)``. Returns
+    ``y (B, C_out, L, 2K+1)``, a view of m-major memory ``(2K+1, B, L, C_out)``; its padding is whatever ``de``
+    gives there. Without ``en2`` only the real path ``A`` is applied (the parity-preserving subset).
 
     Batched matmuls over ``|m|``, the ``+m`` and ``-m`` halves sharing the weights; the ``-m`` half is read and
     written in the layout's order ``m = -K..-1`` by reversing the (small) weights' batch axis instead of the data.
     For the complex path the hidden axes of ``A`` and ``B`` sit side by side:
     ``y_{+m} = [e1_{+m}, -e2_{-m}] [de1; de2]``, ``y_{-m} = [e1_{-m}, e2_{+m}] [de1; de2]``.
     """
-    B, C, L, M = x.shape
-    K = (M - 1) // 2
+    K, B, _ = x_plus.shape
     en = en1 if en2 is None else torch.cat([en1, en2], 2)
     de = de1 if de2 is None else torch.cat([de1, de2], 0)
-    H2, Co = en.shape[2], de.shape[1]
-    # rows ordered (l, c): a channels-last x (as rotate() returns) is then read in contiguous runs
+    C, L, H2 = en.shape[:3]
+    Co = de.shape[1]
+    # rows and columns ordered (l, c), as split_m's parts
     en = en.permute(3, 1, 0, 2).reshape(K, L * C, H2)
     de = de.permute(3, 0, 2, 1).reshape(K, H2, L * Co)
-    e_plus = torch.bmm(x[..., K + 1 :].permute(3, 0, 2, 1).reshape(K, B, L * C), en) * gates
-    e_minus = torch.bmm(x[..., :K].permute(3, 0, 2, 1).reshape(K, B, L * C), en.flip(0)).flip(0) * gates
+    e_plus = torch.bmm(x_plus, en) * gates
+    e_minus = torch.bmm(x_minus, en.flip(0)).flip(0) * gates
     if en2 is not None:
         H = H2 // 2
         e_plus, e_minus = (
             torch.cat([e_plus[..., :H], -e_minus[..., H:]], -1),
             torch.cat([e_minus[..., :H], e_plus[..., H:]], -1),
         )
-    y_plus = torch.bmm(e_plus, de).view(K, B, L, Co).permute(1, 2, 0, 3)
-    y_minus = torch.bmm(e_minus.flip(0), de.flip(0)).view(K, B, L, Co).permute(1, 2, 0, 3)
-    # written channels-last (B, L, 2K+1, C_out), which rotate_back() reads without a copy
-    return torch.cat([y_minus, y_m0.transpose(1, 2)[:, :, None], y_plus], 2).permute(0, 3, 1, 2)
+    y_plus = torch.bmm(e_plus, de)
+    y_minus = torch.bmm(e_minus.flip(0), de.flip(0))
+    # m-major (2K+1, B, L, C_out), which rotate_back() reads in place
+    y = torch.cat([y_minus, y_m0.transpose(1, 2).reshape(1, B, L * Co), y_plus], 0)
+    return y.view(2 * K + 1, B, L, Co).permute(1, 3, 2, 0)
 
 
 def _check(name: str, t: Tensor, shape: tuple, what: str) -> None:
@@ -113,10 +133,9 @@ class _SO2Base(torch.nn.Module):
         return y0[:, : self.c_L0_out], y0[:, self.c_L0_out :].reshape(len(y0), self.c_out, self.L)
 
     @staticmethod
-    def _x_m0(x: Tensor, x_L0: Tensor) -> Tensor:
-        """``[x_L0, x_{m=0}]`` as ``(B, c_L0_in + c_in L)``, channel-major as FastSo3."""
-        L = x.shape[-2]
-        return torch.cat([x_L0, x[..., L].flatten(1)], 1)
+    def _x_m0(x_0: Tensor, x_L0: Tensor) -> Tensor:
+        """``[x_L0, x_{m=0}]`` from ``x_0 (B, c_in, L)``, as ``(B, c_L0_in + c_in L)``, channel-major as FastSo3."""
+        return torch.cat([x_L0, x_0.flatten(1)], 1)
 
 
 class SO2_conv_e(_SO2Base):
@@ -152,12 +171,13 @@ class SO2_conv_e(_SO2Base):
     def forward(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
         L, H = self.L, self.c_hidden
         self._check_inputs(x, x_L0, w, w_L0, (H, 2 * L), (H,))
-        y_L0, y_m0 = self._m0(x, x_L0, (self._x_m0(x, x_L0) @ self.en0) * w_L0 @ self.de0)
+        x_minus, x_0, x_plus = split_m(x)
+        y_L0, y_m0 = self._m0(x, x_L0, (self._x_m0(x_0.transpose(1, 2), x_L0) @ self.en0) * w_L0 @ self.de0)
         wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
         gates = torch.cat([wk[L:], wk[:L].flip(0)], -1)
         # zeroing de where |m| > l leaves the output's padding exactly 0 (FastSo3 masks the output instead)
         mask = self.Mask_out[0, 0, :, L + 1 :].to(self.de1.dtype)
-        return so2_bottleneck(x, y_m0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
+        return so2_bottleneck(x_minus, x_plus, y_m0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
 
 
 class SO2_conv(_SO2Base):
@@ -178,7 +198,7 @@ class SO2_conv(_SO2Base):
     def forward(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
         L, ci, co = self.L, self.c_in, self.c_out
         self._check_inputs(x, x_L0, w, w_L0, (ci, L, 2 * L, co, L), (self.c_L0_in + ci * L, self.c_L0_out + co * L))
-        y_L0, y_m0 = self._m0(x, x_L0, torch.einsum("bi,bio->bo", self._x_m0(x, x_L0), w_L0))
+        y_L0, y_m0 = self._m0(x, x_L0, torch.einsum("bi,bio->bo", self._x_m0(x[..., L], x_L0), w_L0))
         xs = torch.stack([x[..., L + 1 :], x[..., :L].flip(-1)])  # (2, B, c_in, L, L): +m, -m; last axis |m|-1
         a = torch.einsum("sbclk,bclkdo->sbdok", xs, w[:, :, :, L:])
         # B_m sits at w[:, :, :, L - m]: contract the m-reversed input, then reverse back (no copy of w)

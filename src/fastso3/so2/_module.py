@@ -13,7 +13,7 @@ from fastso3.graph import scatter_sum
 from fastso3.math import polynomial_cutoff, soft_one_hot_linspace
 from fastso3.nn import FullyConnectedNet
 
-from ._conv import so2_bottleneck
+from ._conv import so2_bottleneck, split_m
 from ._layout import from_padded, get_mask, padded_irreps, to_padded
 from ._rotation import EdgeRotation, rotate, rotate_back
 
@@ -136,10 +136,11 @@ class SO2Convolution(torch.nn.Module):
         # functions of u = |v| / r_max with literal bounds, which stay constants under torch.compile(dynamic=True)
         radial = self._radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1) / self.r_max)
         gates = self.radial(radial).reshape(-1, K + 1, H)
-        h0 = torch.cat([x0, xr[..., K].flatten(1)], 1) @ self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
+        xr_minus, xr_0, xr_plus = split_m(xr)
+        h0 = torch.cat([x0, xr_0.transpose(1, 2).flatten(1)], 1) @ self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
         y0 = (h0 * gates[:, 0]) @ self.de0 / math.sqrt(H)
         y_m0 = y0[:, c0_out:].reshape(len(y0), c_out, L)
-        yr = so2_bottleneck(xr, y_m0, gates[:, 1:].transpose(0, 1), self.en * self.en_scale, self.de / math.sqrt(H))
+        yr = so2_bottleneck(xr_minus, xr_plus, y_m0, gates[:, 1:].transpose(0, 1), self.en * self.en_scale, self.de / math.sqrt(H))
         y = rotate_back(W, yr) * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0[:, :c0_out], self.irreps_out)
 

@@ -132,9 +132,8 @@ def _rotation(features: Tensor, W: Tensor, slot: int, backend: str | None) -> Te
 def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
     """``y[b, c, l] = W[b, l] @ x[b, c, l]``: ``W (B, L, M, 2L+1)``, ``x (B, C, L, 2L+1)`` -> ``(B, C, L, M)``.
 
-    Only each degree's ``2l+1`` valid columns of ``W`` and ``x`` are read. The result is a view of
-    channels-last memory ``(B, L, M, C)``, which the SO(2) bottleneck and :func:`rotate_back` read without
-    copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64, else the reference),
+    Only each degree's ``2l+1`` valid columns of ``W`` and ``x`` are read. The result is a view of m-major
+    memory ``(M, B, L, C)``, which the SO(2) bottleneck and :func:`rotate_back` read without copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64, else the reference),
     ``'cpu'`` or ``'reference'`` (one einsum); see ``fastso3.kernels.so2_rotation``.
     """
     return _rotation(x, W, 0, backend)
@@ -143,7 +142,7 @@ def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
 def rotate_back(W: Tensor, y: Tensor, backend: str | None = None) -> Tensor:
     """``x[b, c, l] = W[b, l]^T @ y[b, c, l]``: ``W (B, L, M, 2L+1)``, ``y (B, C, L, M)`` -> ``(B, C, L, 2L+1)``.
 
-    Zero outside each degree's ``2l+1`` columns (``W``'s entries there are not read). The result is a view of
-    channels-last memory, as for :func:`rotate`; ``backend`` as for :func:`rotate`.
+    Zero outside each degree's ``2l+1`` columns (``W``'s entries there are not read); contiguous. ``backend`` as
+    for :func:`rotate`.
     """
     return _rotation(y, W, 2, backend)

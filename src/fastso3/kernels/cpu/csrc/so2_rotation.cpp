@@ -1,17 +1,17 @@
 // Edge-frame rotation of padded SO(2) features: the trilinear form
 //
-//   F(y, W, x) = sum_{b,c,l,m} sum_{n : |n - L| <= l} y[b,c,l,m] W[b,l,m,n] x[b,c,l,n]
+//   F(y, W, x) = sum_{b,c,l} sum_{|m - K| <= l+1} sum_{|n - L| <= l+1} y[b,c,l,m] W[b,l,m,n] x[b,c,l,n]
 //
-// (x: (B, C, L, N = 2L+1) padded features, W: (B, L, M, N) Wigner blocks, y: (B, C, L, M) features in the
-// edge frame) contracted into any subset of its slots, each from the other two: slot 0 rotates (y = W x),
+// (x: (B, C, L, N = 2L+1) padded features, W: (B, L, M = 2K+1, N) Wigner blocks, y: (B, C, L, M) features in
+// the edge frame; index l holds degree l+1, whose block is the valid rows and columns) contracted into any subset of its slots, each from the other two: slot 0 rotates (y = W x),
 // slot 2 rotates back (x = W^T y, zero outside degree l's 2l+1 columns), slot 1 is the gradient of W. A
 // backward computes its two gradients in one pass, reading the cotangent once.
 //
 // One edge at a time: its feature blocks (40 KB at C = 128, L = 6) are gathered channels-innermost into
-// per-thread scratch, so every inner loop is a contiguous axpy or dot over the channels, and only the valid
-// 2l+1 columns of each degree are touched. Outputs: y as (B, L, M, C) memory (channels innermost, the layout
-// the SO(2) bottleneck reads), x as contiguous (B, C, L, N) (transposed from scratch in cache), W's gradient
-// as contiguous (B, L, M, N).
+// per-thread scratch, so every inner loop is a contiguous axpy or dot over the channels, and only each
+// degree's block of W is touched. Outputs: y as m-major (M, B, L, C) memory (the layout in which the
+// SO(2) bottleneck's matmuls read it in place), x as contiguous (B, C, L, N) (transposed from scratch in
+// cache), W's gradient as contiguous (B, L, M, N).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -41,10 +41,13 @@ void gather(const View<T>& v, int64_t b, int64_t C, int64_t L, int64_t K, T* __r
         }
 }
 
+// row m (order m - K) belongs to the block of degree l+1
+inline bool row_valid(int64_t m, int64_t K, int64_t l) { return m >= K - l - 1 && m <= K + l + 1; }
+
 template <typename T>
 void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, int64_t C, int64_t L, int64_t M,
                   int nthreads) {
-    const int64_t N = 2 * L + 1;
+    const int64_t N = 2 * L + 1, K = (M - 1) / 2;
     const bool need_y = outs[1] || outs[2], need_x = outs[0] || outs[1];
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B > 1)
     {
@@ -53,12 +56,12 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
         for (int64_t b = 0; b < B; ++b) {
             if (need_y) gather(y, b, C, L, M, ys.data());
             if (need_x) gather(x, b, C, L, N, xs.data());
-            if (outs[0]) {  // y[l][m][:] = sum_n W[l,m,n] x[l][n][:]
-                T* __restrict ob = outs[0] + b * L * M * C;
+            if (outs[0]) {  // y[m][b][l][:] = sum_n W[l,m,n] x[l][n][:]
                 for (int64_t l = 0; l < L; ++l)
                     for (int64_t m = 0; m < M; ++m) {
-                        T* __restrict o = ob + (l * M + m) * C;
+                        T* __restrict o = outs[0] + ((m * B + b) * L + l) * C;
                         std::memset(o, 0, sizeof(T) * C);
+                        if (!row_valid(m, K, l)) continue;
                         for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                             const T a = w.at(b, l, m, n);
                             const T* __restrict xr = xs.data() + (l * N + n) * C;
@@ -73,7 +76,7 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
                 for (int64_t l = 0; l < L; ++l)
                     for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                         T* __restrict o = sc + (l * N + n) * C;
-                        for (int64_t m = 0; m < M; ++m) {
+                        for (int64_t m = std::max<int64_t>(0, K - l - 1); m < std::min(M, K + l + 2); ++m) {
                             const T a = w.at(b, l, m, n);
                             const T* __restrict yr = ys.data() + (l * M + m) * C;
 #pragma omp simd
@@ -88,7 +91,7 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
                 T* __restrict ob = outs[1] + b * L * M * N;
                 std::memset(ob, 0, sizeof(T) * L * M * N);
                 for (int64_t l = 0; l < L; ++l)
-                    for (int64_t m = 0; m < M; ++m) {
+                    for (int64_t m = std::max<int64_t>(0, K - l - 1); m < std::min(M, K + l + 2); ++m) {
                         const T* __restrict yr = ys.data() + (l * M + m) * C;
                         for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                             const T* __restrict xr = xs.data() + (l * N + n) * C;

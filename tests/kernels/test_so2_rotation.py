@@ -36,9 +36,27 @@ def test_every_output_subset_matches_the_reference_twin(L, mmax, outputs):
     ref = so2_rotation_op(y, W, x, outputs, "reference")
     ours = so2_rotation_op(y, W, x, outputs, "cpu")
     assert registry.last_backend("so2_rotation") == "cpu"
-    for a, b in zip(ours, ref, strict=True):
+    B, C, M, N = 37, 5, 2 * mmax + 1, 2 * L + 1
+    memory = {0: (M, B, L, C), 1: (B, L, M, N), 2: (B, C, L, N)}  # the layouts the docstring promises
+    for s, a, b in zip(outputs, ours, ref, strict=True):
         assert a.shape == b.shape and a.stride() == b.stride()
+        order = (1, 3, 2, 0) if s == 0 else (0, 1, 2, 3)  # the view's axes in memory order
+        assert a.permute(*[order.index(i) for i in range(4)]).shape == memory[s]
+        assert a.permute(*[order.index(i) for i in range(4)]).is_contiguous()
         torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("L,mmax,B", [(1, 0, 0), (1, 1, 3), (1, 0, 2), (2, 2, 4)])
+def test_small_and_empty_shapes(backend, L, mmax, B):
+    W, x, y = setup(L, mmax, B=B)
+    out = so2_rotation_op(y, W, x, [0, 1, 2], backend)
+    expected = [so2_rotation_op(*(a if i != s else None for i, a in enumerate((y, W, x))), [s], "reference")[0] for s in range(3)]
+    for a, b in zip(out, expected, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+    if mmax == L and B:
+        torch.testing.assert_close(rotate_back(W, rotate(W, x, backend=backend), backend=backend), x, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -63,13 +81,23 @@ def test_strided_inputs_are_read_in_place():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
 
 
-def test_padding_of_x_and_w_is_ignored():
-    # rotate reads only each degree's valid columns, rotate_back writes zeros outside them
-    W, x, y = setup(3, 3)
-    noisy_x = x + 100 * (1 - get_mask(3).double())
-    torch.testing.assert_close(rotate(W, noisy_x), rotate(W, x), rtol=0, atol=1e-13)
-    back = rotate_back(W, y)
-    assert torch.all(back * (1 - get_mask(3).double()) == 0)
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_entries_outside_the_blocks_are_never_read(backend):
+    # non-finite values in x's padding and in W outside each degree's block change nothing (not even to NaN);
+    # rotate_back writes zeros outside the valid columns
+    L, mmax = 3, 2
+    W, x, y = setup(L, mmax)
+    inf_pad = torch.where(get_mask(L).bool(), 0.0, float("inf")).double()
+    noisy_x = x + inf_pad
+    outside = torch.ones_like(W)
+    for l in range(1, L + 1):
+        rows = slice(max(0, mmax - l), mmax + l + 1)
+        outside[:, l - 1, rows, L - l : L + l + 1] = 0
+    noisy_W = torch.where(outside.bool(), float("nan"), W)
+    torch.testing.assert_close(rotate(noisy_W, noisy_x, backend=backend), rotate(W, x, backend=backend), rtol=0, atol=1e-13)
+    back = rotate_back(noisy_W, y, backend=backend)
+    torch.testing.assert_close(back, rotate_back(W, y, backend=backend), rtol=0, atol=1e-13)
+    assert torch.all(back[(inf_pad != 0).expand_as(back)] == 0)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -106,13 +134,17 @@ def test_bad_inputs_raise():
     W, x, y = setup(3, 2)
     with pytest.raises(ValueError, match=r"W must have shape \(B, L, M, 2L\+1\)"):
         rotate(W[..., 1:], x)
-    with pytest.raises(ValueError, match=r"x must have shape \(37, C, 3, 7\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(37, 5, 3, 7\)"):
         rotate(W, x[:, :, :2])
-    with pytest.raises(ValueError, match=r"y must have shape \(37, C, 3, 5\)"):
+    with pytest.raises(ValueError, match=r"y must have shape \(37, 5, 3, 5\)"):
         rotate_back(W, x)
     with pytest.raises(ValueError, match="x must have shape"):
         rotate(W, x[:5])
     with pytest.raises(TypeError, match="W is torch.float64"):
         rotate(W, x.float())
+    with pytest.raises(ValueError, match="slot 1 is needed"):  # the op itself checks what its kernel reads
+        so2_rotation_op(y, None, x, [0], "cpu")
+    with pytest.raises(ValueError, match="distinct slots"):
+        so2_rotation_op(y, W, x, [0, 0], "cpu")
     with pytest.raises(registry.BackendUnavailable, match="so2_rotation"):
         rotate(W, x, backend="triton")

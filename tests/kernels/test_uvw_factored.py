@@ -108,12 +108,43 @@ def test_float32_within_reference_precision():
     assert err <= 4 * budget
 
 
-def test_matrix_gradient_is_deterministic():
+def test_matrix_gradient_is_deterministic_and_thread_count_independent():
     tp = module()
     x, y, hidden, matrix = factors(tp, 300)
     matrix.requires_grad_()
-    grads = [torch.autograd.grad(tp(x, y, o3.FactoredWeight(hidden, matrix)).pow(2).sum(), matrix)[0] for _ in range(3)]
-    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+    def grad():
+        return torch.autograd.grad(tp(x, y, o3.FactoredWeight(hidden, matrix)).pow(2).sum(), matrix)[0]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = grad()
+    finally:
+        torch.set_num_threads(threads)
+    grads = [grad() for _ in range(3)]
+    assert all(torch.equal(grads[0], g) for g in grads[1:])  # bitwise, for a thread count
+    torch.testing.assert_close(grads[0], single, rtol=1e-13, atol=1e-12)  # partial sums in another order
+
+
+def test_the_op_checks_what_its_kernel_reads():
+    tp = module()
+    x, y, hidden, matrix = factors(tp, 5)
+    with pytest.raises(ValueError, match="g may be None only"):
+        uvw_factored_op(None, x, y, hidden, matrix, table(tp), [1], "cpu")
+    with pytest.raises(ValueError, match="x2 must have shape"):
+        uvw_factored_op(None, x, y[:, 1:], hidden, matrix, table(tp), [0], "cpu")
+    with pytest.raises(TypeError, match="m is torch.float32"):
+        uvw_factored_op(None, x, y, hidden, matrix.float(), table(tp), [0], "cpu")
+    with pytest.raises(ValueError, match="distinct slots"):
+        uvw_factored_op(None, x, y, hidden, matrix, table(tp), [5], "cpu")
+
+
+def test_right_and_weight_views_take_factored_weights():
+    tp = module()
+    x, y, hidden, matrix = factors(tp, 4)
+    w = o3.FactoredWeight(hidden, matrix)
+    torch.testing.assert_close(tp.right(y, w), tp.right(y, hidden @ matrix), rtol=0, atol=0)
 
 
 def test_broadcasting_and_empty_batch():

@@ -29,21 +29,37 @@ __all__ = ["so2_rotation_op"]
 _LETTERS = ("bclm", "blmn", "bcln")  # y, W, x in the reference's einsums
 
 
-def _block_mask(L: int, M: int, like: torch.Tensor) -> torch.Tensor:
-    """``(L, M, 2L+1)``: 1 on the block of degree ``l+1`` (rows ``|m - K| <= l+1``, columns ``|n - L| <= l+1``)."""
-    degree = torch.arange(1, L + 1, device=like.device)[:, None]
-    rows = (torch.arange(M, device=like.device) - (M - 1) // 2).abs()[None, :] <= degree
-    cols = (torch.arange(2 * L + 1, device=like.device) - L).abs()[None, :] <= degree
-    return (rows[:, :, None] & cols[:, None, :]).to(like.dtype)
+def _masks(L: int, M: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boolean ``(L, M, 1)`` rows and ``(L, 1, 2L+1)`` columns of each degree's block (degree ``l+1``: orders
+    ``<= l+1``), and the block ``(L, M, 2L+1)``."""
+    degree = torch.arange(1, L + 1, device=device)[:, None]
+    rows = (torch.arange(M, device=device) - (M - 1) // 2).abs()[None, :] <= degree
+    cols = (torch.arange(2 * L + 1, device=device) - L).abs()[None, :] <= degree
+    return rows[:, :, None], cols[:, None, :], rows[:, :, None] & cols[:, None, :]
 
 
-def _dims(y, w, x) -> tuple[int, int, int, int]:
-    """``(B, C, L, M)`` from the inputs (W is never an output together with both features missing)."""
-    C = (y if y is not None else x).shape[1]
+def _check(y, w, x, outputs: list) -> tuple[int, int, int, int]:
+    """``(B, C, L, M)`` after checking what the kernel will read (it reads raw memory)."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2) for s in outputs):
+        raise ValueError(f"so2_rotation: outputs must be distinct slots among 0, 1, 2, got {outputs}")
+    slots = (y, w, x)
+    for s in range(3):
+        if slots[s] is None and not (s in outputs and len(outputs) == 1):
+            raise ValueError(f"so2_rotation: slot {s} is needed (only a single output slot may be None)")
+    given = [t for t in slots if t is not None]
+    if any(t.dtype != given[0].dtype or t.device != given[0].device for t in given):
+        raise TypeError("so2_rotation: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in zip("yWx", slots) if t is not None))
     if w is not None:
+        if w.dim() != 4 or w.shape[3] != 2 * w.shape[1] + 1 or w.shape[2] % 2 == 0 or w.shape[2] > w.shape[3]:
+            raise ValueError(f"so2_rotation: W must have shape (B, L, M, 2L+1) with M odd and <= 2L+1, got {tuple(w.shape)}")
         B, L, M, _ = w.shape
-        return B, C, L, M
-    return tuple(y.shape)
+    else:
+        B, _, L, M = y.shape
+    C = (y if y is not None else x).shape[1]
+    for name, t, width in (("y", y, M), ("x", x, 2 * L + 1)):
+        if t is not None and (t.dim() != 4 or t.shape[0] != B or t.shape[1] != C or t.shape[2:] != (L, width)):
+            raise ValueError(f"so2_rotation: {name} must have shape ({B}, {C}, {L}, {width}), got {tuple(t.shape)}")
+    return B, C, L, M
 
 
 def _new_output(like: torch.Tensor, slot: int, dims: tuple) -> torch.Tensor:
@@ -54,11 +70,13 @@ def _new_output(like: torch.Tensor, slot: int, dims: tuple) -> torch.Tensor:
 
 
 def _reference(slots: list, slot: int, like: torch.Tensor, L: int, M: int) -> torch.Tensor:
-    mask = _block_mask(L, M, like)  # on W's (l, m, n) axes
+    """One einsum; entries outside the blocks are replaced by zeros (not multiplied: they are never read)."""
+    rows, cols, block = _masks(L, M, like.device)
+    keep = (rows[None, None, :, :, 0], block[None], cols[None, None, :, 0])  # y (B,C,L,M), W (B,L,M,N), x (B,C,L,N)
     inputs = [s for s in range(3) if s != slot]
-    operands = [slots[s] * mask if s == 1 else slots[s] for s in inputs]
+    operands = [torch.where(keep[s], slots[s], 0) for s in inputs]
     out = torch.einsum(f"{_LETTERS[inputs[0]]},{_LETTERS[inputs[1]]}->{_LETTERS[slot]}", *operands)
-    return out * mask if slot == 1 else out
+    return torch.where(keep[slot], out, 0)
 
 
 def _cpu(slots: list, outs: dict, dims: tuple) -> None:
@@ -78,9 +96,9 @@ def so2_rotation_op(
     y: Optional[torch.Tensor], w: Optional[torch.Tensor], x: Optional[torch.Tensor], outputs: list[int], backend: str
 ) -> list[torch.Tensor]:
     """The slots ``outputs`` of ``F(y, W, x)``, each from the other two (see the module docstring)."""
+    dims = _check(y, w, x, outputs)
     registry.record("so2_rotation", backend)
     slots = [y, w, x]
-    dims = _dims(y, w, x)
     like = next(t for t in slots if t is not None)
     outs = {s: _new_output(like, s, dims) for s in outputs}  # one layout for every backend (and the fake)
     if backend == "reference":
@@ -94,7 +112,7 @@ def so2_rotation_op(
 @so2_rotation_op.register_fake
 def _(y, w, x, outputs, backend):
     like = next(t for t in (y, w, x) if t is not None)
-    return [_new_output(like, s, _dims(y, w, x)) for s in outputs]
+    return [_new_output(like, s, _check(y, w, x, outputs)) for s in outputs]
 
 
 def _setup(ctx, inputs, output):

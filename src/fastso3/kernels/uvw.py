@@ -230,6 +230,23 @@ def uvw_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight: torch.T
 FACTOR_SLOTS = 5  # g, x1, x2, h, M
 
 
+def _check_factored(slots: list, outputs: list, table: str) -> None:
+    """What the kernel will read (it reads raw memory): slots present, one dtype and device, matching shapes."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in range(FACTOR_SLOTS) for s in outputs):
+        raise ValueError(f"uvw_factored: outputs must be distinct slots among 0..4, got {outputs}")
+    if any(t is None for t in slots[1:]) or (slots[0] is None and outputs != [0]):
+        raise ValueError("uvw_factored: x1, x2, h and m are required; g may be None only for outputs == [0]")
+    given = [t for t in slots if t is not None]
+    if any(t.dtype != given[0].dtype or t.device != given[0].device for t in given):
+        raise TypeError("uvw_factored: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in zip(("g", "x1", "x2", "h", "m"), slots) if t is not None))
+    dims = _TABLES[table][-1]
+    z, nh = slots[3].shape if slots[3].dim() == 2 else (-1, -1)
+    expected = [(z, dims[0]), (z, dims[1]), (z, dims[2]), (z, nh), (nh, dims[WEIGHT_SLOT])]
+    for name, t, shape in zip(("g", "x1", "x2", "h", "m"), slots, expected):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"uvw_factored: {name} must have shape {shape} (Z, H from h), got {tuple(t.shape)}")
+
+
 def _factored_shape(slots: list, s: int, table: str) -> tuple:
     dims = _TABLES[table][-1]
     z, nh = slots[3].shape
@@ -272,6 +289,7 @@ def uvw_factored_op(
     g: ``(Z, dim_out)`` or None (only when ``outputs == [0]``), x1: ``(Z, dim1)``, x2: ``(Z, dim2)``,
     h: ``(Z, H)``, m: ``(H, weight_numel)``, one dtype -> one tensor per output slot, shaped like that slot.
     """
+    _check_factored([g, x1, x2, h, m], outputs, table)
     registry.record("uvw_tensor_product", backend)
     slots = [None if t is None else t.contiguous() for t in (g, x1, x2, h, m)]
     if backend == "cpu":
@@ -289,6 +307,7 @@ def uvw_factored_op(
 @uvw_factored_op.register_fake
 def _(g, x1, x2, h, m, table, outputs, backend):
     slots = [g, x1, x2, h, m]
+    _check_factored(slots, outputs, table)
     return [x1.new_empty(_factored_shape(slots, s, table)) for s in outputs]
 
 

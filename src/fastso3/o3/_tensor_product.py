@@ -318,6 +318,8 @@ class TensorProduct(torch.nn.Module):
         return torch.cat(flat, dim=-1)
 
     def _get_weights(self, weight: WeightLike, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        if isinstance(weight, FactoredWeight):  # a NamedTuple: not a list of per-instruction weights
+            weight = self._check_factored(weight).materialize()
         if isinstance(weight, (list, tuple)):
             weight = self._flatten_weight_list(weight)
         if weight is None:
@@ -375,7 +377,8 @@ class TensorProduct(torch.nn.Module):
         cgs, pairs = self._constants()
         return tensor_product(self.plan, x, y, w, cgs, pairs, self.shared_weights)
 
-    def _check_factored(self, weight: FactoredWeight, x: torch.Tensor) -> FactoredWeight:
+    def _check_factored(self, weight: FactoredWeight, x: Optional[torch.Tensor] = None) -> FactoredWeight:
+        """Checks a FactoredWeight for this module (and the dtype and device of the inputs ``x``, if given)."""
         if self.internal_weights or self.shared_weights:
             raise ValueError(
                 f"FactoredWeight gives per-sample weights: build {self.__class__.__name__} with "
@@ -385,7 +388,7 @@ class TensorProduct(torch.nn.Module):
         for name, t in (("hidden", hidden), ("matrix", matrix)):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"FactoredWeight.{name} must be a torch.Tensor, got {type(t).__name__}")
-            if t.dtype != x.dtype or t.device != x.device:
+            if x is not None and (t.dtype != x.dtype or t.device != x.device):
                 raise TypeError(f"FactoredWeight.{name} is {t.dtype} on {t.device}; the inputs are {x.dtype} on {x.device}")
         if matrix.dim() != 2 or matrix.shape[1] != self.weight_numel:
             raise ValueError(f"FactoredWeight.matrix must have shape (H, {self.weight_numel}), got {tuple(matrix.shape)}")

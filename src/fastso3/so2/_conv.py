@@ -33,10 +33,7 @@ def split_m(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     B, C, L, M = x.shape
     K = (M - 1) // 2
-    X = x.permute(3, 0, 2, 1)
-    if not X.is_contiguous():
-        X = X.contiguous()
-    x_minus, x_0, x_plus = X.split([K, 1, K], 0)
+    x_minus, x_0, x_plus = x.permute(3, 0, 2, 1).contiguous().split([K, 1, K], 0)
     return x_minus.reshape(K, B, L * C), x_0[0], x_plus.reshape(K, B, L * C)
 
 

@@ -113,17 +113,7 @@ class EdgeRotation(torch.nn.Module):
 
 
 def _rotation(features: Tensor, W: Tensor, slot: int, backend: str | None) -> Tensor:
-    """Checks shapes, dtypes and devices (the kernel reads raw memory), then runs the op into ``slot``."""
-    name = "rotate" if slot == 0 else "rotate_back"
-    if W.dim() != 4 or W.shape[3] != 2 * W.shape[1] + 1 or W.shape[2] % 2 == 0 or W.shape[2] > W.shape[3]:
-        raise ValueError(f"{name}: W must have shape (B, L, M, 2L+1) with M odd and <= 2L+1, got {tuple(W.shape)}")
-    B, L, M, N = W.shape
-    width = N if slot == 0 else M
-    if features.dim() != 4 or features.shape[0] != B or features.shape[2:] != (L, width):
-        what = "x" if slot == 0 else "y"
-        raise ValueError(f"{name}: {what} must have shape ({B}, C, {L}, {width}) for W {tuple(W.shape)}, got {tuple(features.shape)}")
-    if features.dtype != W.dtype or features.device != W.device:
-        raise TypeError(f"{name}: W is {W.dtype} on {W.device} but the features are {features.dtype} on {features.device}")
+    """The op into ``slot`` (0: rotate, 2: rotate back); it checks shapes, dtypes and devices."""
     chosen = registry.resolve_backend("so2_rotation", backend, W.device, W.dtype)
     args = (None, W, features) if slot == 0 else (features, W, None)
     return so2_rotation_op(*args, [slot], chosen)[0]
@@ -132,9 +122,10 @@ def _rotation(features: Tensor, W: Tensor, slot: int, backend: str | None) -> Te
 def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
     """``y[b, c, l] = W[b, l] @ x[b, c, l]``: ``W (B, L, M, 2L+1)``, ``x (B, C, L, 2L+1)`` -> ``(B, C, L, M)``.
 
-    Only each degree's ``2l+1`` valid columns of ``W`` and ``x`` are read. The result is a view of m-major
-    memory ``(M, B, L, C)``, which the SO(2) bottleneck and :func:`rotate_back` read without copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64, else the reference),
-    ``'cpu'`` or ``'reference'`` (one einsum); see ``fastso3.kernels.so2_rotation``.
+    Only each degree's block of ``W`` (rows and columns of order ``<= l``) and its ``2l+1`` entries of ``x`` are
+    read. The result is a view of m-major memory ``(M, B, L, C)``, which the SO(2) bottleneck and
+    :func:`rotate_back` read without copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64,
+    else the reference), ``'cpu'`` or ``'reference'`` (one einsum); see ``fastso3.kernels.so2_rotation``.
     """
     return _rotation(x, W, 0, backend)
 
@@ -142,7 +133,7 @@ def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
 def rotate_back(W: Tensor, y: Tensor, backend: str | None = None) -> Tensor:
     """``x[b, c, l] = W[b, l]^T @ y[b, c, l]``: ``W (B, L, M, 2L+1)``, ``y (B, C, L, M)`` -> ``(B, C, L, 2L+1)``.
 
-    Zero outside each degree's ``2l+1`` columns (``W``'s entries there are not read); contiguous. ``backend`` as
-    for :func:`rotate`.
+    Zero outside each degree's ``2l+1`` columns (only ``W``'s blocks and ``y``'s rows of order ``<= l`` are read);
+    contiguous. ``backend`` as for :func:`rotate`.
     """
     return _rotation(y, W, 2, backend)

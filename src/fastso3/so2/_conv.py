@@ -40,31 +40,38 @@ def split_m(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def so2_bottleneck(
     x_minus: Tensor,
     x_plus: Tensor,
-    y_m0: Tensor,
+    e_0: Tensor,
+    de_0: Tensor,
     gates: Tensor,
     en1: Tensor,
     de1: Tensor,
     en2: Tensor | None = None,
     de2: Tensor | None = None,
 ) -> Tensor:
-    """The SO(2) bottleneck ``A_m = de1 diag(g_a) en1``, ``B_m = de2 diag(g_b) en2`` for ``|m| = 1..K``.
+    """The SO(2) bottleneck ``A_m = de1 diag(g_a) en1``, ``B_m = de2 diag(g_b) en2`` for ``|m| = 1..K``, and the
+    ``m = 0`` decoder.
 
     Shapes: ``x_minus, x_plus (K, B, L C)`` the ``-m`` and ``+m`` parts of the edge-frame features
-    (:func:`split_m`); ``y_m0 (B, C_out, L)``, the ``m = 0`` output; ``gates (K, B, H)`` (``g_a``) or
+    (:func:`split_m`); ``e_0 (B, H0)`` the (gated) ``m = 0`` hidden features and ``de_0 (H0, C_out, L)`` their
+    decoder to the ``m = 0`` column, ``H0 <= H`` (``2H`` with ``en2``); ``gates (K, B, H)`` (``g_a``) or
     ``(K, B, 2H)`` (``[g_a, g_b]``); ``en1, en2 (C_in, L, H, K)``; ``de1, de2 (H, C_out, L, K)``. Returns
     ``y (B, C_out, L, 2K+1)``, a view of m-major memory ``(2K+1, B, L, C_out)``; its padding is whatever ``de``
     gives there. Without ``en2`` only the real path ``A`` is applied (the parity-preserving subset).
 
-    Batched matmuls over ``|m|``, the ``+m`` and ``-m`` halves sharing the weights; the ``-m`` half is read and
-    written in the layout's order ``m = -K..-1`` by reversing the (small) weights' batch axis instead of the data.
-    For the complex path the hidden axes of ``A`` and ``B`` sit side by side:
-    ``y_{+m} = [e1_{+m}, -e2_{-m}] [de1; de2]``, ``y_{-m} = [e1_{-m}, e2_{+m}] [de1; de2]``.
+    Batched matmuls over ``|m|``, the ``+m`` and ``-m`` halves sharing the weights; the ``-m`` half is read in the
+    layout's order ``m = -K..-1`` by reversing the (small) weights' batch axis instead of the data. For the
+    complex path the hidden axes of ``A`` and ``B`` sit side by side:
+    ``y_{+m} = [e1_{+m}, -e2_{-m}] [de1; de2]``, ``y_{-m} = [e1_{-m}, e2_{+m}] [de1; de2]``. The decoding of all
+    ``2K+1`` orders (``m = 0`` as one more batch, hidden zero-padded) is a single matmul writing the m-major
+    output directly: no concatenation of the large output.
     """
     K, B, _ = x_plus.shape
     en = en1 if en2 is None else torch.cat([en1, en2], 2)
     de = de1 if de2 is None else torch.cat([de1, de2], 0)
     C, L, H2 = en.shape[:3]
-    Co = de.shape[1]
+    Co, H0 = de.shape[1], e_0.shape[1]
+    if H0 > H2:
+        raise ValueError(f"so2_bottleneck: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H2}")
     # rows and columns ordered (l, c), as split_m's parts
     en = en.permute(3, 1, 0, 2).reshape(K, L * C, H2)
     de = de.permute(3, 0, 2, 1).reshape(K, H2, L * Co)
@@ -76,10 +83,10 @@ def so2_bottleneck(
             torch.cat([e_plus[..., :H], -e_minus[..., H:]], -1),
             torch.cat([e_minus[..., :H], e_plus[..., H:]], -1),
         )
-    y_plus = torch.bmm(e_plus, de)
-    y_minus = torch.bmm(e_minus.flip(0), de.flip(0))
-    # m-major (2K+1, B, L, C_out), which rotate_back() reads in place
-    y = torch.cat([y_minus, y_m0.transpose(1, 2).reshape(1, B, L * Co), y_plus], 0)
+    pad = torch.nn.functional.pad
+    e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H2 - H0))[None], e_plus], 0)  # (2K+1, B, H2), m = -K..K
+    de_m0 = pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H2 - H0))[None]
+    y = torch.bmm(e_all, torch.cat([de.flip(0), de_m0, de], 0))  # m-major, which rotate_back() reads in place
     return y.view(2 * K + 1, B, L, Co).permute(1, 3, 2, 0)
 
 
@@ -169,12 +176,19 @@ class SO2_conv_e(_SO2Base):
         L, H = self.L, self.c_hidden
         self._check_inputs(x, x_L0, w, w_L0, (H, 2 * L), (H,))
         x_minus, x_0, x_plus = split_m(x)
-        y_L0, y_m0 = self._m0(x, x_L0, (self._x_m0(x_0.transpose(1, 2), x_L0) @ self.en0) * w_L0 @ self.de0)
+        e_0 = (self._x_m0(x_0.transpose(1, 2), x_L0) @ self.en0) * w_L0
+        # the scalar outputs here; the m = 0 column decoded with the other orders (as FastSo3's de0 @ e_0 + bias_0)
+        y_L0 = e_0 @ self.de0[:, : self.c_L0_out]
+        de_0 = self.de0[:, self.c_L0_out :].reshape(H, self.c_out, L)
+        if self.bias:
+            y_L0 = y_L0 + self.bias_0[:, : self.c_L0_out]
+            e_0 = torch.cat([e_0, torch.ones_like(e_0[:, :1])], 1)  # the bias as one more hidden unit
+            de_0 = torch.cat([de_0, self.bias_0[:, self.c_L0_out :].reshape(1, self.c_out, L)], 0)
         wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
         gates = torch.cat([wk[L:], wk[:L].flip(0)], -1)
         # zeroing de where |m| > l leaves the output's padding exactly 0 (FastSo3 masks the output instead)
         mask = self.Mask_out[0, 0, :, L + 1 :].to(self.de1.dtype)
-        return so2_bottleneck(x_minus, x_plus, y_m0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
+        return so2_bottleneck(x_minus, x_plus, e_0, de_0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
 
 
 class SO2_conv(_SO2Base):

@@ -138,11 +138,14 @@ class SO2Convolution(torch.nn.Module):
         gates = self.radial(radial).reshape(-1, K + 1, H)
         xr_minus, xr_0, xr_plus = split_m(xr)
         h0 = torch.cat([x0, xr_0.transpose(1, 2).flatten(1)], 1) @ self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
-        y0 = (h0 * gates[:, 0]) @ self.de0 / math.sqrt(H)
-        y_m0 = y0[:, c0_out:].reshape(len(y0), c_out, L)
-        yr = so2_bottleneck(xr_minus, xr_plus, y_m0, gates[:, 1:].transpose(0, 1), self.en * self.en_scale, self.de / math.sqrt(H))
+        e_0 = h0 * gates[:, 0]
+        de0 = self.de0 / math.sqrt(H)
+        y0 = e_0 @ de0[:, :c0_out]  # the scalar outputs; the m = 0 column is decoded with the other orders
+        de_0 = de0[:, c0_out:].reshape(H, c_out, L)
+        en, de = self.en * self.en_scale, self.de / math.sqrt(H)
+        yr = so2_bottleneck(xr_minus, xr_plus, e_0, de_0, gates[:, 1:].transpose(0, 1), en, de)
         y = rotate_back(W, yr) * self.out_scale
-        return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0[:, :c0_out], self.irreps_out)
+        return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
         if x.shape[-1] != self.irreps_in.dim or x.dim() != 2:

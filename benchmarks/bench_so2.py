@@ -24,8 +24,10 @@ Providers, same parameters and inputs:
 
 ``checks`` records the agreement of the providers and the machine's large-matmul GFLOP/s (2048^3, float32).
 
-Run: ``fastso3 bench so2 [--quick]``. ``FASTSO3_BENCH_SO2_BIG=10000`` replaces the large edge count ``b = 100000``
-(a padded feature tensor is 4 GB there at L = 6: too big for a small machine).
+Run: ``fastso3 bench so2 [--quick]``. For machines too small for the full run (a padded feature tensor is 4 GB at
+b = 100000, L = 6), environment variables narrow it: ``FASTSO3_BENCH_SO2_BIG=10000`` replaces the large edge count;
+``FASTSO3_BENCH_SO2_ONLY="conv_e:forward:fastso3-compiled,matmul"`` keeps one kind, one measure and those
+providers (large-b cases only), e.g. with ``--out`` to keep the main results.
 """
 
 from __future__ import annotations
@@ -227,12 +229,17 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     b_small, b_big = (100, 2000) if quick else (1000, int(os.environ.get("FASTSO3_BENCH_SO2_BIG", 100_000)))
     ls_small, ls_big = ((1, 6), (2, 6)) if quick else (tuple(range(1, 7)), (2, 6))
     providers = ["fastso3", "fastso3-compiled", "per-m-loop", "fastso3-style", "matmul"]
-    cases = []
+    kinds, measures = ("conv_e", "message"), MEASURES
     plan = [("forward", b, L) for L in ls_small for b in (b_small,)]
-    plan += [(measure, b_big, L) for measure in MEASURES for L in ls_big]
+    only = os.environ.get("FASTSO3_BENCH_SO2_ONLY")
+    if only:
+        kind, measure, names = only.split(":")
+        kinds, measures, providers, plan = (kind,), (measure,), names.split(","), []
+    cases = []
+    plan += [(measure, b_big, L) for measure in measures for L in ls_big]
     for measure, b, L in plan:
-        for kind in ("conv_e", "message"):
-            names = providers + (["rotation"] if kind == "message" else [])
+        for kind in kinds:
+            names = providers + (["rotation"] if kind == "message" and not only else [])
             flops = b * (_conv_flops(c, c, L) + (_rotation_flops(c, L) if kind == "message" else 0))
             cases.append(
                 Case(

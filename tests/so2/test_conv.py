@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fastso3.o3 import Irreps, rand_matrix
-from fastso3.so2 import EdgeRotation, SO2_conv, SO2_conv_e, get_mask, get_message, rotate
+from fastso3.so2 import EdgeRotation, SO2_conv, SO2_conv_e, get_mask, get_message, rotate, rotate_back
 from fastso3.so2.reference import message_reference, so2_reference
 
 B, CI, CO, H, L, C0I, C0O = 6, 3, 2, 4, 3, 2, 3
@@ -58,6 +58,27 @@ def test_matches_per_m_reference_for_any_roll(f64, kind):
     yf, _ = conv(xr, x0, w, w0)
     for l, yl in enumerate(ys, 1):
         torch.testing.assert_close(yf[:, :, l - 1, L - l : L + l + 1], yl, atol=1e-13, rtol=0)
+
+
+def test_fused_message_equals_rotate_conv_rotate_back(f64):
+    """get_message runs SO2_conv_e with the rotation fused in (forward_rotated): same values and gradients
+    (features, gates, edge vectors, parameters) as the unfused rotate -> forward -> rotate_back."""
+    conv, inputs = _inputs("e")
+    results = []
+    for fused in (True, False):
+        x, x0, w, w0, v = (t.clone().requires_grad_() for t in inputs)
+        if fused:
+            y, y0 = get_message(x, x0, w, w0, v, conv, L)
+        else:
+            W = conv.rotation(v)
+            y, y0 = conv(rotate(W, x), x0, w, w0)
+            y = rotate_back(W, y)
+        g = torch.Generator().manual_seed(1)
+        loss = (y * torch.randn(y.shape, generator=g)).sum() + (y0 * torch.randn(y0.shape, generator=g)).sum()
+        grads = torch.autograd.grad(loss, [x, x0, w, w0, v, *conv.parameters()])
+        results.append([y, y0, *grads])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["e", "simple"])

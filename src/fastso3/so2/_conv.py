@@ -17,77 +17,77 @@ import math
 import torch
 from torch import Tensor
 
+from fastso3.kernels import registry
+from fastso3.kernels.so2_frame_linear import so2_frame_linear_op
+
 from ._layout import get_mask
 from ._rotation import EdgeRotation, rotate, rotate_back
 
-__all__ = ["SO2_conv", "SO2_conv_e", "get_message"]
+__all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_encode", "so2_gate"]
 
 
-def split_m(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``x (B, C, L, 2K+1)`` -> its ``-m`` part ``(K, B, L C)`` (``m = -K..-1``), ``m = 0`` part ``(B, L, C)`` and ``+m``
-    part ``(K, B, L C)`` (``m = 1..K``), rows ordered ``(l, c)``.
+def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None) -> Tensor:
+    """Rotate into the edge frame and encode every order: ``e (M, B, H)``, ``M = 2K+1`` orders ``m = -K..K``.
 
-    Views of one split of m-major memory ``(2K+1, B, L, C)`` (the layout :func:`rotate` returns; other layouts are
-    copied once), so that every matmul of the bottleneck reads its operand in place and the gradient of ``x`` is
-    a single concatenation.
+    Shapes: ``x (B, C, L, 2L+1)`` node-frame features with ``W (B, L, M, 2L+1)`` Wigner blocks, or ``x (B, C, L,
+    M)`` already in the frame with ``W = None``; ``en0 (C, L, H0)`` the ``m = 0`` encoder (``H0 <= H``, hidden units
+    beyond ``H0`` are zero there); ``en (C, L, H, K)`` the encoder of ``+-|m|`` (last axis ``|m| - 1``). Every
+    order reads only its degrees ``l >= |m|`` (the rotated features have nothing else), and the rotated features
+    never reach memory (``fastso3::so2_frame_linear``).
     """
-    B, C, L, M = x.shape
-    K = (M - 1) // 2
-    x_minus, x_0, x_plus = x.permute(3, 0, 2, 1).contiguous().split([K, 1, K], 0)
-    return x_minus.reshape(K, B, L * C), x_0[0], x_plus.reshape(K, B, L * C)
+    C, L, H, K = en.shape
+    H0 = en0.shape[2]
+    if H0 > H:
+        raise ValueError(f"so2_encode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")
+    a = en.permute(3, 2, 1, 0).reshape(K, H, L * C)  # columns ordered (l, c), as the frame's m-major memory
+    a0 = torch.nn.functional.pad(en0.permute(2, 1, 0).reshape(H0, L * C), (0, 0, 0, H - H0))
+    a = torch.cat([a.flip(0), a0[None], a], 0)  # orders -K..K; -m shares the weights of +m
+    return _frame_linear([None, a, W, x], 0, backend)
 
 
-def so2_bottleneck(
-    x_minus: Tensor,
-    x_plus: Tensor,
-    e_0: Tensor,
-    de_0: Tensor,
-    gates: Tensor,
-    en1: Tensor,
-    de1: Tensor,
-    en2: Tensor | None = None,
-    de2: Tensor | None = None,
-) -> Tensor:
-    """The SO(2) bottleneck ``A_m = de1 diag(g_a) en1``, ``B_m = de2 diag(g_b) en2`` for ``|m| = 1..K``, and the
-    ``m = 0`` decoder.
+def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tensor]:
+    """Gate the encoded ``|m| > 0`` orders: ``e (2K+1, B, H)`` -> ``(e_minus, e_plus)``, each ``(K, B, H)`` by ``|m|``.
 
-    Shapes: ``x_minus, x_plus (K, B, L C)`` the ``-m`` and ``+m`` parts of the edge-frame features
-    (:func:`split_m`); ``e_0 (B, H0)`` the (gated) ``m = 0`` hidden features and ``de_0 (H0, C_out, L)`` their
-    decoder to the ``m = 0`` column, ``H0 <= H`` (``2H`` with ``en2``); ``gates (K, B, H)`` (``g_a``) or
-    ``(K, B, 2H)`` (``[g_a, g_b]``); ``en1, en2 (C_in, L, H, K)``; ``de1, de2 (H, C_out, L, K)``. Returns
-    ``y (B, C_out, L, 2K+1)``, a view of m-major memory ``(2K+1, B, L, C_out)``; its padding is whatever ``de``
-    gives there. Without ``en2`` only the real path ``A`` is applied (the parity-preserving subset).
-
-    Batched matmuls over ``|m|``, the ``+m`` and ``-m`` halves sharing the weights; the ``-m`` half is read in the
-    layout's order ``m = -K..-1`` by reversing the (small) weights' batch axis instead of the data. For the
-    complex path the hidden axes of ``A`` and ``B`` sit side by side:
-    ``y_{+m} = [e1_{+m}, -e2_{-m}] [de1; de2]``, ``y_{-m} = [e1_{-m}, e2_{+m}] [de1; de2]``. The decoding of all
-    ``2K+1`` orders (``m = 0`` as one more batch, hidden zero-padded) is a single matmul writing the m-major
-    output directly: no concatenation of the large output.
+    ``gates (K, B, H)``, shared by ``+m`` and ``-m``. With ``complex_path`` the hidden axis is ``[a, b]`` (the real
+    and imaginary maps ``A_m``, ``B_m`` side by side, ``H = 2 H'``): ``y_{+m} = [a_{+m}, -b_{-m}] [de1; de2]``,
+    ``y_{-m} = [a_{-m}, b_{+m}] [de1; de2]``, so the decoder multiplies the halves back together.
     """
-    K, B, _ = x_plus.shape
-    en = en1 if en2 is None else torch.cat([en1, en2], 2)
-    de = de1 if de2 is None else torch.cat([de1, de2], 0)
-    C, L, H2 = en.shape[:3]
-    Co, H0 = de.shape[1], e_0.shape[1]
-    if H0 > H2:
-        raise ValueError(f"so2_bottleneck: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H2}")
-    # rows and columns ordered (l, c), as split_m's parts
-    en = en.permute(3, 1, 0, 2).reshape(K, L * C, H2)
-    de = de.permute(3, 0, 2, 1).reshape(K, H2, L * Co)
-    e_plus = torch.bmm(x_plus, en) * gates
-    e_minus = torch.bmm(x_minus, en.flip(0)).flip(0) * gates
-    if en2 is not None:
-        H = H2 // 2
+    K = (e.shape[0] - 1) // 2
+    e_plus, e_minus = e[K + 1 :] * gates, e[:K].flip(0) * gates
+    if complex_path:
+        H = e.shape[2] // 2
         e_plus, e_minus = (
             torch.cat([e_plus[..., :H], -e_minus[..., H:]], -1),
             torch.cat([e_minus[..., :H], e_plus[..., H:]], -1),
         )
+    return e_minus, e_plus
+
+
+def so2_decode(
+    e_minus: Tensor, e_0: Tensor, e_plus: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None
+) -> Tensor:
+    """Decode every order and rotate back: ``y (B, C_out, L, 2L+1)`` (``(B, C_out, L, M)`` with ``W = None``),
+    zero in the padding.
+
+    Shapes: ``e_minus, e_plus (K, B, H)`` by ``|m|`` (:func:`so2_gate`); ``e_0 (B, H0)`` the ``m = 0`` hidden
+    features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W`` as for
+    :func:`so2_encode`. One pass over blocks of edges decodes into cache and rotates back from there.
+    """
+    K, B, H = e_plus.shape
+    H0, Co, L = de_0.shape
+    if H0 > H:
+        raise ValueError(f"so2_decode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")
     pad = torch.nn.functional.pad
-    e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H2 - H0))[None], e_plus], 0)  # (2K+1, B, H2), m = -K..K
-    de_m0 = pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H2 - H0))[None]
-    y = torch.bmm(e_all, torch.cat([de.flip(0), de_m0, de], 0))  # m-major, which rotate_back() reads in place
-    return y.view(2 * K + 1, B, L, Co).permute(1, 3, 2, 0)
+    e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H - H0))[None], e_plus], 0)  # (2K+1, B, H), m = -K..K
+    d = de.permute(3, 0, 2, 1).reshape(K, H, L * Co)  # columns ordered (l, c)
+    d0 = pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H - H0))
+    return _frame_linear([e_all, torch.cat([d.flip(0), d0[None], d], 0), W, None], 3, backend)
+
+
+def _frame_linear(slots: list, slot: int, backend: str | None) -> Tensor:
+    like = next(t for t in slots if t is not None)
+    chosen = registry.resolve_backend("so2_frame_linear", backend, like.device, like.dtype)
+    return so2_frame_linear_op(*slots, [slot], chosen)[0]
 
 
 def _check(name: str, t: Tensor, shape: tuple, what: str) -> None:
@@ -173,10 +173,22 @@ class SO2_conv_e(_SO2Base):
             torch.nn.init.kaiming_uniform_(p, a=math.sqrt(5))
 
     def forward(self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
-        L, H = self.L, self.c_hidden
-        self._check_inputs(x, x_L0, w, w_L0, (H, 2 * L), (H,))
-        x_minus, x_0, x_plus = split_m(x)
-        e_0 = (self._x_m0(x_0.transpose(1, 2), x_L0) @ self.en0) * w_L0
+        self._check_inputs(x, x_L0, w, w_L0, (self.c_hidden, 2 * self.L), (self.c_hidden,))
+        return self._bottleneck(x, None, x_L0, w, w_L0)
+
+    def forward_rotated(
+        self, x: Tensor, x_L0: Tensor, w: Tensor, w_L0: Tensor, W: Tensor
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """``rotate_back(W, y), y_L0`` with ``y, y_L0 = forward(rotate(W, x), x_L0, w, w_L0)``, fused: what
+        :func:`get_message` computes. ``x (B, c_in, L, 2L+1)`` in the node frame, ``W (B, L, 2L+1, 2L+1)`` the
+        edge-frame Wigner blocks (:class:`EdgeRotation`); the rotated features never reach memory."""
+        self._check_inputs(x, x_L0, w, w_L0, (self.c_hidden, 2 * self.L), (self.c_hidden,))
+        return self._bottleneck(x, W, x_L0, w, w_L0)
+
+    def _bottleneck(self, x: Tensor, W: Tensor | None, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
+        L, H, c0 = self.L, self.c_hidden, self.c_L0_in
+        e = so2_encode(x, W, self.en0[c0:].reshape(self.c_in, L, H), torch.cat([self.en1, self.en2], 2))
+        e_0 = (e[L, :, :H] + x_L0 @ self.en0[:c0]) * w_L0  # FastSo3's [x_L0, x_{m=0}] @ en0, gated
         # the scalar outputs here; the m = 0 column decoded with the other orders (as FastSo3's de0 @ e_0 + bias_0)
         y_L0 = e_0 @ self.de0[:, : self.c_L0_out]
         de_0 = self.de0[:, self.c_L0_out :].reshape(H, self.c_out, L)
@@ -185,10 +197,9 @@ class SO2_conv_e(_SO2Base):
             e_0 = torch.cat([e_0, torch.ones_like(e_0[:, :1])], 1)  # the bias as one more hidden unit
             de_0 = torch.cat([de_0, self.bias_0[:, self.c_L0_out :].reshape(1, self.c_out, L)], 0)
         wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
-        gates = torch.cat([wk[L:], wk[:L].flip(0)], -1)
-        # zeroing de where |m| > l leaves the output's padding exactly 0 (FastSo3 masks the output instead)
-        mask = self.Mask_out[0, 0, :, L + 1 :].to(self.de1.dtype)
-        return so2_bottleneck(x_minus, x_plus, e_0, de_0, gates, self.en1, self.de1 * mask, self.en2, self.de2 * mask), y_L0
+        e_minus, e_plus = so2_gate(e, torch.cat([wk[L:], wk[:L].flip(0)], -1), complex_path=True)
+        # entries of de1, de2 with |m| > l decode into the padding, which so2_decode leaves zero (FastSo3 masks it)
+        return so2_decode(e_minus, e_0, e_plus, de_0, torch.cat([self.de1, self.de2], 0), W), y_L0
 
 
 class SO2_conv(_SO2Base):
@@ -233,5 +244,7 @@ def get_message(
         raise ValueError(f"get_message: edges_vec must have shape ({x.shape[0]}, 3), got {tuple(edges_vec.shape)}")
     rotation = conv.rotation if isinstance(getattr(conv, "rotation", None), EdgeRotation) else EdgeRotation(L)
     W = rotation(edges_vec.to(x.dtype))
+    if isinstance(conv, SO2_conv_e):
+        return conv.forward_rotated(x, x_L0, w, w_L0, W)
     y, y_L0 = conv(rotate(W, x), x_L0, w, w_L0)
     return rotate_back(W, y), y_L0

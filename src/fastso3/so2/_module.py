@@ -13,9 +13,9 @@ from fastso3.graph import scatter_sum
 from fastso3.math import polynomial_cutoff, soft_one_hot_linspace
 from fastso3.nn import FullyConnectedNet
 
-from ._conv import so2_bottleneck, split_m
+from ._conv import so2_decode, so2_encode, so2_gate
 from ._layout import from_padded, get_mask, padded_irreps, to_padded
-from ._rotation import EdgeRotation, rotate, rotate_back
+from ._rotation import EdgeRotation
 
 __all__ = ["SO2Convolution"]
 
@@ -132,19 +132,17 @@ class SO2Convolution(torch.nn.Module):
         if l_in < L:  # pad the degrees l_in+1..L with zeros
             x = torch.nn.functional.pad(x, (L - l_in, L - l_in, 0, L - l_in))
         W = self.rotation(edge_vec)  # (E, L, 2K+1, 2L+1)
-        xr = rotate(W, x)  # (E, c_in, L, 2K+1)
         # functions of u = |v| / r_max with literal bounds, which stay constants under torch.compile(dynamic=True)
         radial = self._radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1) / self.r_max)
         gates = self.radial(radial).reshape(-1, K + 1, H)
-        xr_minus, xr_0, xr_plus = split_m(xr)
-        h0 = torch.cat([x0, xr_0.transpose(1, 2).flatten(1)], 1) @ self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
-        e_0 = h0 * gates[:, 0]
+        en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
+        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale)
+        e_0 = (e[K] + x0 @ en0[:c0_in]) * gates[:, 0]
         de0 = self.de0 / math.sqrt(H)
         y0 = e_0 @ de0[:, :c0_out]  # the scalar outputs; the m = 0 column is decoded with the other orders
+        e_minus, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
         de_0 = de0[:, c0_out:].reshape(H, c_out, L)
-        en, de = self.en * self.en_scale, self.de / math.sqrt(H)
-        yr = so2_bottleneck(xr_minus, xr_plus, e_0, de_0, gates[:, 1:].transpose(0, 1), en, de)
-        y = rotate_back(W, yr) * self.out_scale
+        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W) * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:

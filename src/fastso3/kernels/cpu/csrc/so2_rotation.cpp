@@ -4,7 +4,8 @@
 //
 // (x: (B, C, L, N = 2L+1) padded features, W: (B, L, M = 2K+1, N) Wigner blocks, y: (B, C, L, M) features in
 // the edge frame; index l holds degree l+1, whose block is the valid rows and columns) contracted into any subset of its slots, each from the other two: slot 0 rotates (y = W x),
-// slot 2 rotates back (x = W^T y, zero outside degree l's 2l+1 columns), slot 1 is the gradient of W. A
+// slot 2 rotates back (x = W^T y, zero outside degree l's 2l+1 columns), slot 1 is the gradient of W. A null W
+// is the identity (M = N, slots 0 and 2 only): the same layouts and masking, without the products. A
 // backward computes its two gradients in one pass, reading the cotangent once.
 //
 // One edge at a time: its feature blocks (40 KB at C = 128, L = 6) are gathered channels-innermost into
@@ -62,6 +63,10 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
                         T* __restrict o = outs[0] + ((m * B + b) * L + l) * C;
                         std::memset(o, 0, sizeof(T) * C);
                         if (!row_valid(m, K, l)) continue;
+                        if (!w.data) {  // identity: the frame is the input's own (M == N)
+                            std::memcpy(o, xs.data() + (l * N + m) * C, sizeof(T) * C);
+                            continue;
+                        }
                         for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                             const T a = w.at(b, l, m, n);
                             const T* __restrict xr = xs.data() + (l * N + n) * C;
@@ -76,6 +81,10 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
                 for (int64_t l = 0; l < L; ++l)
                     for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                         T* __restrict o = sc + (l * N + n) * C;
+                        if (!w.data) {
+                            std::memcpy(o, ys.data() + (l * M + n) * C, sizeof(T) * C);
+                            continue;
+                        }
                         for (int64_t m = std::max<int64_t>(0, K - l - 1); m < std::min(M, K + l + 2); ++m) {
                             const T a = w.at(b, l, m, n);
                             const T* __restrict yr = ys.data() + (l * M + m) * C;

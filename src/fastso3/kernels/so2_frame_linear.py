@@ -1,0 +1,187 @@
+"""Per-order linear maps of padded SO(2) features in the edge frame, with the rotation fused in.
+
+With ``x (B, C, L, N = 2L+1)`` padded features in the node frame, ``W (B, L, M, N)`` Wigner blocks
+(``M = 2 mmax + 1`` rows, see :mod:`fastso3.kernels.so2_rotation`), ``A (M, H, L C)`` one matrix per order
+(columns ordered ``(l, c)``) and ``e (M, B, H)`` hidden features per order,
+
+    F(e, A, W, x) = sum_{m,b,h,l,c} e[m,b,h] A[m,h,(l,c)] (W x)[b,c,l,m]
+
+where ``W x`` is the rotation into the edge frame (only each degree's block counts). ``W = None`` is the
+identity (``x`` already in the frame, ``M = N``). ``fastso3::so2_frame_linear(e, A, W, x, outputs, backend)``
+contracts ``F`` into each slot of ``outputs`` (0: ``e``, 1: ``A``, 2: ``W``, 3: ``x``) from the others:
+
+- slot 0, ``e[m] = (W x)[m] A[m]^T``: rotate, then encode (the SO(2) bottleneck's first half);
+- slot 3, ``x = W^T (e[m] A[m])_m``: decode, then rotate back (its second half; zero in the padding);
+- slots 1 and 2: the gradients of the matrices and of the Wigner blocks.
+
+Autograd permutes the slots (derivatives of every order are the same op). The CPU backend walks the edges in
+blocks of a few MB: each block is rotated into a reused buffer that stays in cache and multiplied there
+(``torch.bmm`` into the output's rows), so the rotated features, ``(M, B, L, C)`` as large as ``x``, never reach
+memory. The reference twin (any device) materialises them: one rotation (``so2_rotation``'s reference) and one
+einsum per slot. Output layouts (every backend): ``e (M, B, H)``, ``A (M, H, L C)``, ``W (B, L, M, N)``,
+``x (B, C, L, N)``, contiguous.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import registry
+from ._multilinear import multilinear_backward
+from .so2_rotation import _cpu as _rotation_cpu
+from .so2_rotation import _masks
+from .so2_rotation import _reference as _rotation_reference
+
+__all__ = ["so2_frame_linear_op"]
+
+_BLOCK_BYTES = 16 << 20  # rotated features per block: in L3 between the rotation and its matmuls, and
+# enough rows (~400 edges at C = 128, L = 6) for the matmuls to run near full speed
+
+
+def _check(e, a, w, x, outputs: list) -> tuple[int, int, int, int, int]:
+    """``(B, C, L, M, H)`` after checking what the kernels will read."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2, 3) for s in outputs):
+        raise ValueError(f"so2_frame_linear: outputs must be distinct slots among 0..3, got {outputs}")
+    slots = (e, a, w, x)
+    for s in (0, 1, 3):  # W = None is the identity, unless it is the single output
+        if slots[s] is None and not (s in outputs and len(outputs) == 1):
+            raise ValueError(f"so2_frame_linear: slot {s} is needed (only a single output slot may be None)")
+    if w is None and 2 in outputs and len(outputs) > 1:
+        raise ValueError("so2_frame_linear: W is needed for outputs other than slot 2")
+    given = {n: t for n, t in zip("eAWx", slots) if t is not None}
+    first = next(iter(given.values()))
+    if any(t.dtype != first.dtype or t.device != first.device for t in given.values()):
+        raise TypeError("so2_frame_linear: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in given.items()))
+    if any(t.dim() != d for t, d in ((e, 3), (a, 3), (w, 4), (x, 4)) if t is not None):
+        raise ValueError(
+            "so2_frame_linear: expected e (M, B, H), A (M, H, L C), W (B, L, M, 2L+1), x (B, C, L, 2L+1), got "
+            + ", ".join(f"{n} {tuple(t.shape)}" for n, t in given.items())
+        )
+    M, H, LC = a.shape if a is not None else (e.shape[0], e.shape[2], None)
+    B = x.shape[0] if x is not None else e.shape[1]
+    if 2 in outputs:
+        L = x.shape[2]
+    elif w is not None:
+        L = w.shape[1]
+        if w.shape[0] != B or w.shape[2] != M or w.shape[3] != 2 * L + 1:
+            raise ValueError(f"so2_frame_linear: W must have shape ({B}, L, {M}, 2L+1), got {tuple(w.shape)}")
+    else:  # the identity: x is in the frame
+        L = (M - 1) // 2
+    if M % 2 == 0 or M > 2 * L + 1 or L < 1:
+        raise ValueError(f"so2_frame_linear: the number of orders M = {M} must be odd, <= 2L+1 and L >= 1 (L = {L})")
+    if x is not None:
+        if x.shape[2:] != (L, 2 * L + 1) or x.shape[0] != B:
+            raise ValueError(f"so2_frame_linear: x must have shape ({B}, C, {L}, {2 * L + 1}), got {tuple(x.shape)}")
+        C = x.shape[1]
+    else:
+        if LC % L:
+            raise ValueError(f"so2_frame_linear: A's last axis ({LC}) must be L C with L = {L}")
+        C = LC // L
+    if e is not None and e.shape != (M, B, H):
+        raise ValueError(f"so2_frame_linear: e must have shape ({M}, {B}, {H}), got {tuple(e.shape)}")
+    if a is not None and a.shape != (M, H, L * C):
+        raise ValueError(f"so2_frame_linear: A must have shape ({M}, {H}, {L * C}), got {tuple(a.shape)}")
+    return B, C, L, M, H
+
+
+def _new_output(like: torch.Tensor, slot: int, dims: tuple) -> torch.Tensor:
+    B, C, L, M, H = dims
+    shape = ((M, B, H), (M, H, L * C), (B, L, M, 2 * L + 1), (B, C, L, 2 * L + 1))[slot]
+    return like.new_zeros(shape) if slot == 1 else like.new_empty(shape)
+
+
+def _reference(slots: list, slot: int, dims: tuple) -> torch.Tensor:
+    """Materialise the rotated features (``x``'s slot) or the decoded ones (``e A``), then one einsum."""
+    e, a, w, x = slots
+    B, C, L, M, _ = dims
+    if slot in (0, 1):
+        if w is None:  # identity: the block's columns of x as they are
+            y = torch.where(_masks(L, M, x.device)[1][None, None, :, 0], x, 0)
+        else:
+            y = _rotation_reference([None, w, x], 0, x, L, M)
+        y = y.permute(3, 0, 2, 1).reshape(M, B, L * C)
+        return torch.einsum("mbk,mhk->mbh", y, a) if slot == 0 else torch.einsum("mbh,mbk->mhk", e, y)
+    z = torch.einsum("mbh,mhk->mbk", e, a).reshape(M, B, L, C).permute(1, 3, 2, 0)
+    if slot == 3 and w is None:
+        return torch.where(_masks(L, M, z.device)[0][None, None, :, :, 0], z, 0)
+    return _rotation_reference([z, w, x], slot - 1, z, L, M)
+
+
+def _orders(M: int, C: int) -> list[tuple[slice, int]]:
+    """Per ``|m| = k``: the orders ``+-k`` (a strided slice of the ``M`` axis) and the first column ``(l, c)`` of
+    their degrees ``>= k``, the only ones they have (earlier columns of the rotated features are zero)."""
+    K = (M - 1) // 2
+    return [(slice(K - k, K + k + 1, max(2 * k, 1)), max(k - 1, 0) * C) for k in range(K + 1)]
+
+
+def _cpu(slots: list, outs: dict, dims: tuple) -> None:
+    """Blocks of edges: rotate into a cached buffer, multiply there; the rotation kernel does the rest."""
+    e, a, w, x = slots
+    B, C, L, M, _ = dims
+    like = a if a is not None else e
+    block = max(1, min(B, _BLOCK_BYTES // max(1, M * L * C * like.element_size())))
+    buf = like.new_empty(M * block * L * C)
+    orders = _orders(M, C)
+    for b0 in range(0, B, block):
+        nb, rows = min(block, B - b0), slice(b0, b0 + block)
+        wb = None if w is None else w[rows]
+        frame = buf[: M * nb * L * C].view(M, nb, L * C)  # m-major, as the rotation kernel writes slot 0
+        if 0 in outs or 1 in outs:
+            _rotation_cpu([None, wb, x[rows]], {0: frame}, (nb, C, L, M))
+            for m, c0 in orders:
+                if 0 in outs:
+                    torch.bmm(frame[m, :, c0:], a[m, :, c0:].transpose(1, 2), out=outs[0][m, rows])
+                if 1 in outs:
+                    outs[1][m, :, c0:].baddbmm_(e[m, rows].transpose(1, 2), frame[m, :, c0:])
+        if 2 in outs or 3 in outs:
+            for m, c0 in orders:  # the columns before c0 are never read (outside the degrees' blocks)
+                torch.bmm(e[m, rows], a[m, :, c0:], out=frame[m, :, c0:])
+            z = frame.view(M, nb, L, C).permute(1, 3, 2, 0)
+            back = {s - 1: outs[s][rows] for s in (2, 3) if s in outs}
+            _rotation_cpu([z, wb, x[rows] if 2 in outs else None], back, (nb, C, L, M))
+
+
+@torch.library.custom_op("fastso3::so2_frame_linear", mutates_args=())
+def so2_frame_linear_op(
+    e: Optional[torch.Tensor],
+    a: Optional[torch.Tensor],
+    w: Optional[torch.Tensor],
+    x: Optional[torch.Tensor],
+    outputs: list[int],
+    backend: str,
+) -> list[torch.Tensor]:
+    """The slots ``outputs`` of ``F(e, A, W, x)``, each from the others (see the module docstring)."""
+    dims = _check(e, a, w, x, outputs)
+    registry.record("so2_frame_linear", backend)
+    slots = [e, a, w, x]
+    like = next(t for t in slots if t is not None)
+    outs = {s: _new_output(like, s, dims) for s in outputs}
+    if backend == "reference":
+        for s in outputs:
+            outs[s].copy_(_reference(slots, s, dims))
+    elif dims[0]:
+        _cpu(slots, outs, dims)
+    return [outs[s] for s in outputs]
+
+
+@so2_frame_linear_op.register_fake
+def _(e, a, w, x, outputs, backend):
+    like = next(t for t in (e, a, w, x) if t is not None)
+    return [_new_output(like, s, _check(e, a, w, x, outputs)) for s in outputs]
+
+
+def _setup(ctx, inputs, output):
+    e, a, w, x, outputs, backend = inputs
+    ctx.save_for_backward(e, a, w, x)
+    ctx.outputs, ctx.backend = outputs, backend
+
+
+def _backward(ctx, cotangents):
+    grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
+                                 lambda args, targets: so2_frame_linear_op(*args, targets, ctx.backend))  # fmt: skip
+    return *grads, None, None
+
+
+so2_frame_linear_op.register_autograd(_backward, setup_context=_setup)

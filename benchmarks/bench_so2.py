@@ -19,8 +19,12 @@ Providers, same parameters and inputs:
 * ``matmul``: one float32 matmul ``(M, 512) @ (512, 512)`` with the layer's useful FLOP count (eSCN's
   ``c h (L+1)(4+8L)`` per edge, plus ``4 c sum(2l+1)^2`` for the two rotations of ``message``); the ratio
   ``matmul/fastso3-compiled`` is the fraction of the machine's matmul throughput the layer reaches;
-* ``rotation`` (``message`` cases): edge frames + Wigner blocks + rotation in and out, no convolution; the
-  ratio ``rotation/fastso3`` is the rotation's share of the eager message time.
+* ``in-frame`` (``message`` cases): the same eager ``SO2_conv_e`` on the same features taken as already in the
+  edge frame (no edge frames, no Wigner blocks, no rotation): ``1 - in-frame/fastso3`` is what the rotation adds
+  to the eager message, its share of the message time (``get_message`` fuses the rotation into the layer's
+  matmuls, so it has no time of its own there);
+* ``rotation`` (``message`` cases): edge frames + Wigner blocks + the standalone rotation in and out
+  (``rotate``, ``rotate_back``), no convolution; ``rotation/fastso3`` compares it with the fused message.
 
 ``checks`` records the agreement of the providers and the machine's large-matmul GFLOP/s (2048^3, float32).
 
@@ -100,7 +104,7 @@ def _fastso3_style_message(conv, x, x0, w, w0, v):
 def _in_frame(x, v, L):
     from fastso3.so2 import EdgeRotation, rotate
 
-    return rotate(EdgeRotation(L)(v), x)
+    return rotate(EdgeRotation(L)(v), x).contiguous()  # the standard layout, as a user's input
 
 
 def _fn(kind: str, provider: str, conv, L: int):
@@ -131,6 +135,8 @@ def _fn(kind: str, provider: str, conv, L: int):
         if kind == "message":
             return lambda x, x0, w, w0, v: _fastso3_style_message(conv, x, x0, w, w0, v)
         return lambda x, x0, w, w0, v: _fastso3_style_conv(conv, x, x0, w, w0)
+    if provider == "in-frame":
+        return lambda x, x0, w, w0, v: conv(x, x0, w, w0)
     if provider == "rotation":
         rotation = EdgeRotation(L)
 
@@ -239,7 +245,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     plan += [(measure, b_big, L) for measure in measures for L in ls_big]
     for measure, b, L in plan:
         for kind in kinds:
-            names = providers + (["rotation"] if kind == "message" and not only else [])
+            names = providers + (["in-frame", "rotation"] if kind == "message" and not only else [])
             flops = b * (_conv_flops(c, c, L) + (_rotation_flops(c, L) if kind == "message" else 0))
             cases.append(
                 Case(
@@ -271,7 +277,8 @@ def make_benchmark(quick: bool = False) -> Benchmark:
             ("per-m-loop/fastso3-compiled", "per-m-loop", "fastso3-compiled"),
             ("fastso3-style/fastso3-compiled", "fastso3-style", "fastso3-compiled"),
             ("matmul/fastso3-compiled (matmul efficiency)", "matmul", "fastso3-compiled"),
-            ("rotation/fastso3 (rotation share, eager)", "rotation", "fastso3"),
+            ("in-frame/fastso3 (1 - rotation share, eager)", "in-frame", "fastso3"),
+            ("rotation/fastso3 (standalone rotation vs fused message, eager)", "rotation", "fastso3"),
         ],
         settings={"dtype": "float32", "quick": quick, "channels": c, "hidden": c, "c_L0": c, "b_big": b_big},
         plot_panels="kind",

@@ -45,22 +45,22 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
     return _frame_linear([None, a, W, x], 0, backend)
 
 
-def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tensor]:
-    """Gate the encoded ``|m| > 0`` orders: ``e (2K+1, B, H)`` -> ``(e_minus, e_plus)``, each ``(K, B, H)`` by ``|m|``.
+def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Split the encoded orders ``e (2K+1, B, H)`` into ``(e_minus, e_m0, e_plus)`` and gate ``|m| > 0``:
+    ``e_minus, e_plus (K, B, H)`` by ``|m|``, ``e_m0 (B, H)`` the ``m = 0`` row as it is.
 
     ``gates (K, B, H)``, shared by ``+m`` and ``-m``. With ``complex_path`` the hidden axis is ``[a, b]`` (the real
     and imaginary maps ``A_m``, ``B_m`` side by side, ``H = 2 H'``): ``y_{+m} = [a_{+m}, -b_{-m}] [de1; de2]``,
-    ``y_{-m} = [a_{-m}, b_{+m}] [de1; de2]``, so the decoder multiplies the halves back together.
+    ``y_{-m} = [a_{-m}, b_{+m}] [de1; de2]``, so the decoder multiplies the halves back together. Splits rather
+    than slices: their gradient is one concatenation, not a zero-filled tensor per slice.
     """
     K = (e.shape[0] - 1) // 2
-    e_plus, e_minus = e[K + 1 :] * gates, e[:K].flip(0) * gates
+    minus, m0, plus = e.split([K, 1, K])
+    e_plus, e_minus = plus * gates, minus.flip(0) * gates
     if complex_path:
-        H = e.shape[2] // 2
-        e_plus, e_minus = (
-            torch.cat([e_plus[..., :H], -e_minus[..., H:]], -1),
-            torch.cat([e_minus[..., :H], e_plus[..., H:]], -1),
-        )
-    return e_minus, e_plus
+        (a_plus, b_plus), (a_minus, b_minus) = e_plus.split(e.shape[2] // 2, -1), e_minus.split(e.shape[2] // 2, -1)
+        e_plus, e_minus = torch.cat([a_plus, -b_minus], -1), torch.cat([a_minus, b_plus], -1)
+    return e_minus, m0[0], e_plus
 
 
 def so2_decode(
@@ -188,7 +188,9 @@ class SO2_conv_e(_SO2Base):
     def _bottleneck(self, x: Tensor, W: Tensor | None, x_L0: Tensor, w: Tensor, w_L0: Tensor) -> tuple[Tensor, Tensor]:
         L, H, c0 = self.L, self.c_hidden, self.c_L0_in
         e = so2_encode(x, W, self.en0[c0:].reshape(self.c_in, L, H), torch.cat([self.en1, self.en2], 2))
-        e_0 = (e[L, :, :H] + x_L0 @ self.en0[:c0]) * w_L0  # FastSo3's [x_L0, x_{m=0}] @ en0, gated
+        wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
+        e_minus, e_m0, e_plus = so2_gate(e, torch.cat([wk[L:], wk[:L].flip(0)], -1), complex_path=True)
+        e_0 = (e_m0[:, :H] + x_L0 @ self.en0[:c0]) * w_L0  # FastSo3's [x_L0, x_{m=0}] @ en0, gated
         # the scalar outputs here; the m = 0 column decoded with the other orders (as FastSo3's de0 @ e_0 + bias_0)
         y_L0 = e_0 @ self.de0[:, : self.c_L0_out]
         de_0 = self.de0[:, self.c_L0_out :].reshape(H, self.c_out, L)
@@ -196,8 +198,6 @@ class SO2_conv_e(_SO2Base):
             y_L0 = y_L0 + self.bias_0[:, : self.c_L0_out]
             e_0 = torch.cat([e_0, torch.ones_like(e_0[:, :1])], 1)  # the bias as one more hidden unit
             de_0 = torch.cat([de_0, self.bias_0[:, self.c_L0_out :].reshape(1, self.c_out, L)], 0)
-        wk = w.permute(2, 0, 1)  # (2L, B, H): A_m gated by w[..., L + m - 1], B_m by w[..., L - m]
-        e_minus, e_plus = so2_gate(e, torch.cat([wk[L:], wk[:L].flip(0)], -1), complex_path=True)
         # entries of de1, de2 with |m| > l decode into the padding, which so2_decode leaves zero (FastSo3 masks it)
         return so2_decode(e_minus, e_0, e_plus, de_0, torch.cat([self.de1, self.de2], 0), W), y_L0
 

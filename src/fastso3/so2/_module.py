@@ -137,10 +137,10 @@ class SO2Convolution(torch.nn.Module):
         gates = self.radial(radial).reshape(-1, K + 1, H)
         en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
         e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale)
-        e_0 = (e[K] + x0 @ en0[:c0_in]) * gates[:, 0]
+        e_minus, e_m0, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
+        e_0 = (e_m0 + x0 @ en0[:c0_in]) * gates[:, 0]
         de0 = self.de0 / math.sqrt(H)
         y0 = e_0 @ de0[:, :c0_out]  # the scalar outputs; the m = 0 column is decoded with the other orders
-        e_minus, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
         de_0 = de0[:, c0_out:].reshape(H, c_out, L)
         y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W) * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)

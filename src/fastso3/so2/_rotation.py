@@ -123,8 +123,8 @@ def rotate(W: Tensor, x: Tensor, backend: str | None = None) -> Tensor:
     """``y[b, c, l] = W[b, l] @ x[b, c, l]``: ``W (B, L, M, 2L+1)``, ``x (B, C, L, 2L+1)`` -> ``(B, C, L, M)``.
 
     Only each degree's block of ``W`` (rows and columns of order ``<= l``) and its ``2l+1`` entries of ``x`` are
-    read. The result is a view of m-major memory ``(M, B, L, C)``, which the SO(2) bottleneck and
-    :func:`rotate_back` read without copies. ``backend``: None (the compiled CPU kernel for CPU float32/float64,
+    read. The result is a view of m-major memory ``(M, B, L, C)``: channels innermost, the layout the CPU kernels
+    (:func:`rotate_back`, the SO(2) layers) gather fastest. ``backend``: None (the compiled CPU kernel for CPU float32/float64,
     else the reference), ``'cpu'`` or ``'reference'`` (one einsum); see ``fastso3.kernels.so2_rotation``.
     """
     return _rotation(x, W, 0, backend)

@@ -28,3 +28,20 @@ def multilinear_backward(
         for t, d in zip(targets, contract(args, targets)):
             grads[t] = d if grads[t] is None else grads[t] + d
     return grads
+
+
+def register_multilinear_autograd(op, slots: int) -> None:
+    """Register the autograd of ``op(*slot_tensors, *constants, outputs, backend)``, which contracts a multilinear
+    form of ``slots`` slots into the slots ``outputs``: every derivative is the same op (:func:`multilinear_backward`),
+    called with the same constants and backend."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:slots])
+        ctx.constants, ctx.outputs, ctx.backend = inputs[slots:-2], inputs[-2], inputs[-1]
+
+    def backward(ctx, cotangents):
+        grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
+                                     lambda args, targets: op(*args, *ctx.constants, targets, ctx.backend))  # fmt: skip
+        return *grads, *[None] * (len(ctx.constants) + 2)
+
+    op.register_autograd(backward, setup_context=setup)

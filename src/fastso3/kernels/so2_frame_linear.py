@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 
 from . import registry
-from ._multilinear import multilinear_backward
+from ._multilinear import register_multilinear_autograd
 from .so2_rotation import _cpu as _rotation_cpu
 from .so2_rotation import _masks
 from .so2_rotation import _reference as _rotation_reference
@@ -172,16 +172,4 @@ def _(e, a, w, x, outputs, backend):
     return [_new_output(like, s, _check(e, a, w, x, outputs)) for s in outputs]
 
 
-def _setup(ctx, inputs, output):
-    e, a, w, x, outputs, backend = inputs
-    ctx.save_for_backward(e, a, w, x)
-    ctx.outputs, ctx.backend = outputs, backend
-
-
-def _backward(ctx, cotangents):
-    grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
-                                 lambda args, targets: so2_frame_linear_op(*args, targets, ctx.backend))  # fmt: skip
-    return *grads, None, None
-
-
-so2_frame_linear_op.register_autograd(_backward, setup_context=_setup)
+register_multilinear_autograd(so2_frame_linear_op, 4)

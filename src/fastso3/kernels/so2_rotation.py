@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from . import registry
-from ._multilinear import multilinear_backward
+from ._multilinear import register_multilinear_autograd
 
 __all__ = ["so2_rotation_op"]
 
@@ -115,16 +115,4 @@ def _(y, w, x, outputs, backend):
     return [_new_output(like, s, _check(y, w, x, outputs)) for s in outputs]
 
 
-def _setup(ctx, inputs, output):
-    y, w, x, outputs, backend = inputs
-    ctx.save_for_backward(y, w, x)
-    ctx.outputs, ctx.backend = outputs, backend
-
-
-def _backward(ctx, cotangents):
-    grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
-                                 lambda args, targets: so2_rotation_op(*args, targets, ctx.backend))  # fmt: skip
-    return *grads, None, None
-
-
-so2_rotation_op.register_autograd(_backward, setup_context=_setup)
+register_multilinear_autograd(so2_rotation_op, 3)

@@ -28,7 +28,7 @@ import torch
 
 from ..core.uvw import uvw_table
 from . import registry
-from ._multilinear import multilinear_backward
+from ._multilinear import register_multilinear_autograd
 
 __all__ = ["register_uvw_plan", "uvw_factored_op", "uvw_factored_tensor_product", "uvw_op", "uvw_tensor_product"]
 
@@ -311,19 +311,7 @@ def _(g, x1, x2, h, m, table, outputs, backend):
     return [x1.new_empty(_factored_shape(slots, s, table)) for s in outputs]
 
 
-def _factored_setup(ctx, inputs, output):
-    g, x1, x2, h, m, table, outputs, backend = inputs
-    ctx.save_for_backward(g, x1, x2, h, m)
-    ctx.table, ctx.outputs, ctx.backend = table, outputs, backend
-
-
-def _factored_backward(ctx, cotangents):
-    grads = multilinear_backward(ctx.saved_tensors, ctx.outputs, cotangents, ctx.needs_input_grad,
-                                 lambda args, targets: uvw_factored_op(*args, ctx.table, targets, ctx.backend))  # fmt: skip
-    return *grads, None, None, None
-
-
-uvw_factored_op.register_autograd(_factored_backward, setup_context=_factored_setup)
+register_multilinear_autograd(uvw_factored_op, 5)
 
 
 def uvw_factored_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, hidden: torch.Tensor, matrix: torch.Tensor,

@@ -26,6 +26,9 @@ Providers, same parameters and inputs:
 * ``rotation`` (``message`` cases): edge frames + Wigner blocks + the standalone rotation in and out
   (``rotate``, ``rotate_back``), no convolution; ``rotation/fastso3`` compares it with the fused message.
 
+Each case's ``gflop_forward`` is the useful FLOP count of its layer (or message): the work of the fastso3,
+baseline and matmul providers; ``in-frame`` and ``rotation`` do a part of it, only their times are compared.
+
 ``checks`` records the agreement of the providers and the machine's large-matmul GFLOP/s (2048^3, float32).
 
 Run: ``fastso3 bench so2 [--quick]``. For machines too small for the full run (a padded feature tensor is 4 GB at

@@ -89,10 +89,11 @@ def test_rotated_features_outside_the_blocks_are_never_read(backend):
     e, A, W, x = setup(4, 2)
     W_dirty = torch.where(W == 0, torch.nan, W)  # the entries outside each degree's block
     x_dirty = torch.where(get_mask(4).bool(), x, torch.inf)
-    for got, want in zip(
-        op(e, A, W_dirty, x_dirty, [0, 1, 2], backend), op(e, A, W, x, [0, 1, 2], "reference"), strict=True
-    ):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-12 * want.abs().max().item())
+    for outputs in ([0, 1, 2], [3]):
+        for got, want in zip(
+            op(e, A, W_dirty, x_dirty, outputs, backend), op(e, A, W, x, outputs, "reference"), strict=True
+        ):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12 * want.abs().max().item())
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -180,6 +181,14 @@ def test_bad_inputs_raise():
         op(None, A.float(), W, x, [0], "cpu")
     with pytest.raises(ValueError, match="W must have shape"):
         op(None, A, W[:, :2], x, [0], "cpu")
+    with pytest.raises(ValueError, match="W must have shape"):  # W read by a kernel next to its own slot
+        op(e, A, W[:2], x, [2, 3], "cpu")
+    with pytest.raises(registry.BackendUnavailable, match="float32 and float64"):
+        op(None, A.bfloat16(), W.bfloat16(), x.bfloat16(), [0], "cpu")
+    with pytest.raises(registry.BackendUnavailable, match="covers"):
+        op(None, A, W, x, [0], "triton")
+    with pytest.raises(ValueError, match="unknown backend"):
+        op(None, A, W, x, [0], "fast")
     with pytest.raises(ValueError, match="x must have shape"):
         op(None, A, W, x[..., :5], [0], "cpu")
     with pytest.raises(ValueError, match="A must have shape"):

@@ -148,3 +148,5 @@ def test_bad_inputs_raise():
         so2_rotation_op(y, W, x, [0, 0], "cpu")
     with pytest.raises(registry.BackendUnavailable, match="so2_rotation"):
         rotate(W, x, backend="triton")
+    with pytest.raises(registry.BackendUnavailable, match="float32 and float64"):  # the op checks its backend too
+        so2_rotation_op(None, W.bfloat16(), x.bfloat16(), [0], "cpu")

@@ -3,6 +3,7 @@ import torch
 
 from fastso3.o3 import Irreps, rand_matrix
 from fastso3.so2 import EdgeRotation, SO2_conv, SO2_conv_e, get_mask, get_message, rotate, rotate_back
+from fastso3.so2._conv import so2_decode, so2_encode
 from fastso3.so2.reference import message_reference, so2_reference
 
 B, CI, CO, H, L, C0I, C0O = 6, 3, 2, 4, 3, 2, 3
@@ -157,6 +158,12 @@ def test_bad_inputs():
         SO2_conv(2, -1, 2)
     with pytest.raises(ValueError, match="L must be >= 1"):
         SO2_conv_e(2, 2, 2, 0)
+    # features already in the frame keep every order: the bottleneck's helpers refuse mmax < L there
+    with pytest.raises(ValueError, match="keep every order"):
+        so2_encode(x, None, torch.zeros(CI, L, H), torch.zeros(CI, L, H, L - 1))
+    with pytest.raises(ValueError, match="keep every order"):
+        e = torch.zeros(L - 1, B, H)
+        so2_decode(e, torch.zeros(B, H), e, torch.zeros(H, CO, L), torch.zeros(H, CO, L, L - 1), None)
 
 
 def test_zero_length_edges_are_finite(f64):

@@ -22,7 +22,15 @@ import warnings
 
 import torch
 
-__all__ = ["BACKENDS", "TRITON_OPS", "BackendUnavailable", "available_backends", "last_backend", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "TRITON_OPS",
+    "BackendUnavailable",
+    "available_backends",
+    "check_backend",
+    "last_backend",
+    "resolve_backend",
+]
 
 BACKENDS = ("reference", "cpu", "triton")
 TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product", "tensor_product_conv", "uvw_tensor_product")
@@ -113,6 +121,14 @@ def resolve_backend(op: str, backend: str | None, device: torch.device, dtype: t
         if not ok:
             raise BackendUnavailable(f"{op}: backend 'triton' is unavailable: {reason}")
     return backend
+
+
+def check_backend(op: str, backend: str, like: torch.Tensor) -> None:
+    """For an op's body (its kernels read raw memory): ``backend`` must be a concrete backend that runs on
+    ``like``'s device and dtype; raises :class:`BackendUnavailable` or ``ValueError`` otherwise."""
+    if backend is None:
+        raise ValueError(f"{op}: the op needs a concrete backend (see resolve_backend), got None")
+    resolve_backend(op, backend, like.device, like.dtype)
 
 
 def record(op: str, backend: str) -> None:

@@ -15,7 +15,7 @@ contracts ``F`` into each slot of ``outputs`` (0: ``e``, 1: ``A``, 2: ``W``, 3: 
 - slots 1 and 2: the gradients of the matrices and of the Wigner blocks.
 
 Autograd permutes the slots (derivatives of every order are the same op). The CPU backend walks the edges in
-blocks of a few MB: each block is rotated into a reused buffer that stays in cache and multiplied there
+blocks of 16 MB: each block is rotated into a reused buffer that stays in cache and multiplied there
 (``torch.bmm`` into the output's rows), so the rotated features, ``(M, B, L, C)`` as large as ``x``, never reach
 memory. The reference twin (any device) materialises them: one rotation (``so2_rotation``'s reference) and one
 einsum per slot. Output layouts (every backend): ``e (M, B, H)``, ``A (M, H, L C)``, ``W (B, L, M, N)``,
@@ -61,9 +61,9 @@ def _check(e, a, w, x, outputs: list) -> tuple[int, int, int, int, int]:
         )
     M, H, LC = a.shape if a is not None else (e.shape[0], e.shape[2], None)
     B = x.shape[0] if x is not None else e.shape[1]
-    if 2 in outputs:
+    if outputs == [2]:  # W is the output: its shape follows x's
         L = x.shape[2]
-    elif w is not None:
+    elif w is not None:  # read by the kernels: the whole shape must be right
         L = w.shape[1]
         if w.shape[0] != B or w.shape[2] != M or w.shape[3] != 2 * L + 1:
             raise ValueError(f"so2_frame_linear: W must have shape ({B}, L, {M}, 2L+1), got {tuple(w.shape)}")
@@ -154,9 +154,10 @@ def so2_frame_linear_op(
 ) -> list[torch.Tensor]:
     """The slots ``outputs`` of ``F(e, A, W, x)``, each from the others (see the module docstring)."""
     dims = _check(e, a, w, x, outputs)
-    registry.record("so2_frame_linear", backend)
     slots = [e, a, w, x]
     like = next(t for t in slots if t is not None)
+    registry.check_backend("so2_frame_linear", backend, like)
+    registry.record("so2_frame_linear", backend)
     outs = {s: _new_output(like, s, dims) for s in outputs}
     if backend == "reference":
         for s in outputs:

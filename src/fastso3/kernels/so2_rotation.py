@@ -11,7 +11,7 @@ backend)`` contracts it into each slot of ``outputs`` from the other two (an out
 0 rotates (``y = W x``), 2 rotates back (``x = W^T y``, zero in the padding), 1 is the gradient of ``W``.
 Autograd permutes the slots, so derivatives of every order are the same op, and a backward computes both of
 its gradients in one call. Output layouts (every backend): ``y`` a view of m-major memory ``(M, B, L, C)``
-(what the SO(2) bottleneck reads in place), ``x`` contiguous, ``W`` contiguous.
+(channels innermost, what the CPU kernels gather fastest), ``x`` contiguous, ``W`` contiguous.
 """
 
 from __future__ import annotations
@@ -97,9 +97,10 @@ def so2_rotation_op(
 ) -> list[torch.Tensor]:
     """The slots ``outputs`` of ``F(y, W, x)``, each from the other two (see the module docstring)."""
     dims = _check(y, w, x, outputs)
-    registry.record("so2_rotation", backend)
     slots = [y, w, x]
     like = next(t for t in slots if t is not None)
+    registry.check_backend("so2_rotation", backend, like)
+    registry.record("so2_rotation", backend)
     outs = {s: _new_output(like, s, dims) for s in outputs}  # one layout for every backend (and the fake)
     if backend == "reference":
         for s in outputs:

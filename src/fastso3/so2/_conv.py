@@ -29,8 +29,8 @@ __all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_encode", 
 def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None) -> Tensor:
     """Rotate into the edge frame and encode every order: ``e (M, B, H)``, ``M = 2K+1`` orders ``m = -K..K``.
 
-    Shapes: ``x (B, C, L, 2L+1)`` node-frame features with ``W (B, L, M, 2L+1)`` Wigner blocks, or ``x (B, C, L,
-    M)`` already in the frame with ``W = None``; ``en0 (C, L, H0)`` the ``m = 0`` encoder (``H0 <= H``, hidden units
+    Shapes: ``x (B, C, L, 2L+1)`` node-frame features with ``W (B, L, M, 2L+1)`` Wigner blocks, or already in the
+    frame with ``W = None`` (then every order is kept: ``M = 2L+1``); ``en0 (C, L, H0)`` the ``m = 0`` encoder (``H0 <= H``, hidden units
     beyond ``H0`` are zero there); ``en (C, L, H, K)`` the encoder of ``+-|m|`` (last axis ``|m| - 1``). Every
     order reads only its degrees ``l >= |m|`` (the rotated features have nothing else), and the rotated features
     never reach memory (``fastso3::so2_frame_linear``).
@@ -39,6 +39,8 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
     H0 = en0.shape[2]
     if H0 > H:
         raise ValueError(f"so2_encode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")
+    if W is None and K != L:
+        raise ValueError(f"so2_encode: features in the frame (W = None) keep every order: mmax = L = {L}, got {K}")
     a = en.permute(3, 2, 1, 0).reshape(K, H, L * C)  # columns ordered (l, c), as the frame's m-major memory
     a0 = torch.nn.functional.pad(en0.permute(2, 1, 0).reshape(H0, L * C), (0, 0, 0, H - H0))
     a = torch.cat([a.flip(0), a0[None], a], 0)  # orders -K..K; -m shares the weights of +m
@@ -66,8 +68,8 @@ def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tens
 def so2_decode(
     e_minus: Tensor, e_0: Tensor, e_plus: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None
 ) -> Tensor:
-    """Decode every order and rotate back: ``y (B, C_out, L, 2L+1)`` (``(B, C_out, L, M)`` with ``W = None``),
-    zero in the padding.
+    """Decode every order and rotate back: ``y (B, C_out, L, 2L+1)``, zero in the padding (``W = None``: left in
+    the frame, every order kept, ``M = 2L+1``).
 
     Shapes: ``e_minus, e_plus (K, B, H)`` by ``|m|`` (:func:`so2_gate`); ``e_0 (B, H0)`` the ``m = 0`` hidden
     features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W`` as for
@@ -77,6 +79,8 @@ def so2_decode(
     H0, Co, L = de_0.shape
     if H0 > H:
         raise ValueError(f"so2_decode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")
+    if W is None and K != L:
+        raise ValueError(f"so2_decode: features in the frame (W = None) keep every order: mmax = L = {L}, got {K}")
     pad = torch.nn.functional.pad
     e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H - H0))[None], e_plus], 0)  # (2K+1, B, H), m = -K..K
     d = de.permute(3, 0, 2, 1).reshape(K, H, L * Co)  # columns ordered (l, c)

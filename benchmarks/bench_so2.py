@@ -34,7 +34,8 @@ baseline and matmul providers; ``in-frame`` and ``rotation`` do a part of it, on
 Run: ``fastso3 bench so2 [--quick]``. For machines too small for the full run (a padded feature tensor is 4 GB at
 b = 100000, L = 6), environment variables narrow it: ``FASTSO3_BENCH_SO2_BIG=10000`` replaces the large edge count;
 ``FASTSO3_BENCH_SO2_ONLY="conv_e:forward:fastso3-compiled,matmul"`` keeps one kind, one measure and those
-providers (large-b cases only), e.g. with ``--out`` to keep the main results.
+providers (large-b cases only), e.g. with ``--out`` to keep the main results; a fourth field keeps those degrees
+(``...:matmul:2``).
 """
 
 from __future__ import annotations
@@ -242,8 +243,9 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     plan = [("forward", b, L) for L in ls_small for b in (b_small,)]
     only = os.environ.get("FASTSO3_BENCH_SO2_ONLY")
     if only:
-        kind, measure, names = only.split(":")
+        kind, measure, names, *degrees = only.split(":")
         kinds, measures, providers, plan = (kind,), (measure,), names.split(","), []
+        ls_big = tuple(int(L) for L in degrees[0].split(",")) if degrees else ls_big
     cases = []
     plan += [(measure, b_big, L) for measure in measures for L in ls_big]
     for measure, b, L in plan:

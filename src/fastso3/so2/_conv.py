@@ -75,7 +75,7 @@ def so2_decode(
     features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W`` as for
     :func:`so2_encode`. One pass over blocks of edges decodes into cache and rotates back from there.
     """
-    K, B, H = e_plus.shape
+    K, _, H = e_plus.shape
     H0, Co, L = de_0.shape
     if H0 > H:
         raise ValueError(f"so2_decode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")

@@ -5,23 +5,10 @@ from __future__ import annotations
 import torch
 
 from .kernels import registry
+from .kernels._checks import check_index
 from .kernels.ops import sparse_accumulate_op
 
 __all__ = ["sparse_accumulate", "tensor_product_conv"]
-
-
-def _check_index(name: str, idx: torch.Tensor, nnz: int, bound: int, device: torch.device) -> None:
-    if not isinstance(idx, torch.Tensor) or idx.dtype != torch.int64 or idx.ndim != 1:
-        raise TypeError(f"{name} must be a 1-D int64 tensor, got {getattr(idx, 'dtype', type(idx))}")
-    if idx.numel() != nnz:
-        raise ValueError(f"{name} has {idx.numel()} entries, expected {nnz}")
-    if idx.device != device:
-        raise ValueError(f"{name} is on {idx.device}, expected {device}")
-    # Range checks read the data (a device sync), so they run in eager mode only.
-    if nnz and not torch.compiler.is_compiling():
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= bound:
-            raise IndexError(f"{name} has values in [{lo}, {hi}], outside [0, {bound})")
 
 
 def sparse_accumulate(
@@ -51,20 +38,13 @@ def sparse_accumulate(
     for name, x in (("X1", X1), ("X2", X2)):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim == 0:
             raise TypeError(f"{name} must be a floating-point tensor with at least one dimension")
-    if X1.shape[:-1] != X2.shape[:-1]:
-        raise ValueError(f"X1 {tuple(X1.shape)} and X2 {tuple(X2.shape)} must have the same leading dimensions")
-    if X1.dtype != X2.dtype or X1.device != X2.device:
-        raise TypeError(f"X1 ({X1.dtype}, {X1.device}) and X2 ({X2.dtype}, {X2.device}) must match in dtype and device")
     if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 0:
         raise ValueError(f"output_size must be a non-negative int, got {output_size!r}")
     if not isinstance(multipliers, torch.Tensor) or multipliers.ndim != 1:
         raise TypeError("multipliers must be a 1-D tensor")
     if multipliers.requires_grad:
         raise ValueError("multipliers are constants; gradients with respect to them are not supported")
-    nnz = multipliers.numel()
-    _check_index("idx_output", idx_output, nnz, output_size, X1.device)
-    _check_index("idx_1", idx_1, nnz, X1.shape[-1], X1.device)
-    _check_index("idx_2", idx_2, nnz, X2.shape[-1], X1.device)
+    # the op checks shapes, dtypes and the indices (dtype, length, device, range), eager and compiled alike
     backend = registry.resolve_backend("sparse_accumulate", backend, X1.device, X1.dtype)
     mult = multipliers.to(device=X1.device, dtype=X1.dtype)
     return sparse_accumulate_op(X1, X2, idx_output, idx_1, idx_2, mult, output_size, backend)
@@ -127,8 +107,9 @@ def tensor_product_conv(
     for name, idx in (("edge_src", edge_src), ("edge_dst", edge_dst)):
         if isinstance(idx, torch.Tensor) and idx.numel() != edges:
             raise ValueError(f"{name} has {idx.numel()} entries but edge_attr has {edges} rows")
-    _check_index("edge_src", edge_src, edges, node_features.shape[0], node_features.device)
-    _check_index("edge_dst", edge_dst, edges, num_nodes, node_features.device)
+    # the CSR below needs int64 indices; the op checks their values
+    for name, idx in (("edge_src", edge_src), ("edge_dst", edge_dst)):
+        check_index("tensor_product_conv", name, idx, 0, length=edges, device=node_features.device, values=False)
     backend = registry.resolve_backend("tensor_product_conv", backend, node_features.device, node_features.dtype)
     if backend == "triton" and not deterministic:
         backend = ATOMIC_BACKEND

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import registry
+from ._checks import backend_for, check_shape, same_floats
 
 __all__ = [
     "SCALAR_SLOT",
@@ -82,6 +83,23 @@ def _channels(name: str) -> int:
     return _TABLES[name][2][0][2]
 
 
+def check_table_roles(op: str, tables: dict, name: str, roles: list[int], slots: int) -> None:
+    """``name`` is a registered table and ``roles`` a permutation of its ``slots`` slots."""
+    if name not in tables:
+        raise ValueError(f"{op}: unknown table {name!r} (tables are registered from plans by the public functions)")
+    if sorted(roles) != list(range(slots)):
+        raise ValueError(f"{op}: roles must be a permutation of 0..{slots - 1}, got {roles}")
+
+
+def _check(op: str, a, b, c, name: str, roles: list[int], backend: str) -> None:
+    """What the kernels read: one float dtype and device, (Z, dim of its slot) operands, a known backend."""
+    same_floats(op, a=a, b=b, c=c)
+    backend_for("channelwise_tensor_product", backend, a)
+    check_table_roles(op, _TABLES, name, roles, 4)
+    for label, t, slot in zip("abc", (a, b, c), roles[1:]):
+        check_shape(op, label, t, (a.shape[0], _dim(name, slot)))
+
+
 def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch.Tensor:
     io, ia, ib, ic, coef = _tensors(name, tuple(roles), a.device, a.dtype)
     z, n_out = a.shape[0], _dim(name, roles[0])
@@ -123,6 +141,7 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch
 @torch.library.custom_op("fastso3::cw_channeled", mutates_args=())
 def cw_channeled_op(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
     """a, b: (Z, dim) channeled, s: (Z, ns) channel-free -> (Z, dim_out); ``roles`` = slots of (out, a, b, s)."""
+    _check("cw_channeled", a, b, s, table, roles, backend)
     registry.record("channelwise_tensor_product", backend)
     return _run("channeled", a, b, s, table, roles, backend)
 
@@ -135,6 +154,7 @@ def _(a, b, s, table, roles, backend):
 @torch.library.custom_op("fastso3::cw_scalar", mutates_args=())
 def cw_scalar_op(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
     """a, b, d: (Z, dim) channeled -> (Z, n_out) in the channel-free slot; ``roles`` = slots of (out, a, b, d)."""
+    _check("cw_scalar", a, b, d, table, roles, backend)
     registry.record("channelwise_tensor_product", backend)
     return _run("scalar", a, b, d, table, roles, backend)
 

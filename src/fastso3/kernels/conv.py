@@ -33,12 +33,14 @@ import numpy as np
 import torch
 
 from . import registry
+from ._checks import backend_for, check_index, check_shape, same_floats
 from .channelwise import (
     _TABLES,
     SCALAR_SLOT,
     _channels,
     _dim,
     _layout,
+    check_table_roles,
     _run,
     _tensors,
     register_channelwise_plan,
@@ -78,19 +80,36 @@ def _rows(slot: int, index: Indices, ptr: Indices, edges: int) -> int:
     return edges if index[slot] is None else ptr[slot].shape[0] - 1
 
 
-def _check(tensors, index: Indices, ptr: Indices, roles: list[int]) -> int:
-    """Edge count; raises if an operand's rows or an index's values do not fit its slot (runs on data, so it
-    lives in the op's implementation, which is eager even under ``torch.compile``)."""
-    edges = _edges(index, tensors[0])
-    for slot, idx in enumerate(index):
-        if idx is not None and idx.numel():
-            rows = ptr[slot].shape[0] - 1
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= rows:
-                raise IndexError(f"an index of table slot {slot} has values in [{lo}, {hi}], outside [0, {rows})")
+# Public names of the index slots of a convolution table (``tensor_product_conv``'s arguments).
+_INDEX_NAMES = {0: ("edge_dst", "receivers: num_nodes"), 1: ("edge_src", "senders: rows of node_features")}
+_OPERAND_NAMES = {0: "the output cotangent", 1: "node_features", 2: "edge_attr", 3: "edge_weights"}
+
+
+def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str, roles: list[int], backend: str) -> int:
+    """Edge count, after checking everything the kernels read (they read raw memory): dtypes, devices and
+    the backend; each operand ``(rows of its slot, dim of its slot)``; each index, its CSR ``ptr`` and
+    ``perm`` int64, of the right lengths, with values in range. Runs on data, so it lives in the op's
+    implementation, which is eager even under ``torch.compile``."""
+    a = same_floats(op, **{f"operand {k}": t for k, t in enumerate(tensors)})
+    backend_for("tensor_product_conv", backend.partition(":")[0], a)
+    check_table_roles(op, _TABLES, table, roles, 4)
+    if not (len(index) == len(ptr) == len(perm) == 4):
+        raise ValueError(f"{op}: index, ptr and perm need one entry per table slot (4)")
+    edges = _edges(index, a)
+    for slot in range(4):
+        if index[slot] is None:
+            continue
+        if ptr[slot] is None or perm[slot] is None:
+            raise ValueError(f"{op}: the indexed slot {slot} needs its ptr and perm (see csr)")
+        check_index(op, f"ptr[{slot}]", ptr[slot], edges + 1, device=a.device)
+        rows = ptr[slot].shape[0] - 1
+        if rows < 0:
+            raise ValueError(f"{op}: ptr[{slot}] must have rows + 1 >= 1 entries")
+        name, what = _INDEX_NAMES.get(slot, (f"index[{slot}]", "rows"))
+        check_index(op, name, index[slot], rows, length=edges, device=a.device, what=what)
+        check_index(op, f"perm[{slot}]", perm[slot], edges, length=edges, device=a.device)
     for t, slot in zip(tensors, roles[1:]):
-        if t.shape[0] != _rows(slot, index, ptr, edges):
-            raise ValueError(f"an operand of table slot {slot} has {t.shape[0]} rows, expected {_rows(slot, index, ptr, edges)}")
+        check_shape(op, _OPERAND_NAMES[slot], t, (_rows(slot, index, ptr, edges), _dim(table, slot)))
     return edges
 
 
@@ -124,7 +143,7 @@ def _to_rows(t: torch.Tensor, name: str, slot: int) -> torch.Tensor:
 
 def _from_rows(rows: torch.Tensor, name: str, slot: int) -> torch.Tensor:
     perm = _permutation(name, slot, rows.device)
-    flat = rows.reshape(rows.shape[0], -1)
+    flat = rows.flatten(1)  # not reshape(n, -1): n may be 0
     return flat if perm is None else flat.index_select(1, perm[1])
 
 
@@ -173,10 +192,10 @@ def _triton(kind, tensors, index, ptr, perm, name, roles, edges, atomic):
 
 
 def _impl(kind, a, b, c, index, ptr, perm, table, roles, backend):
+    tensors = (a, b, c)
+    edges = _check(f"conv_{kind}", tensors, index, ptr, perm, table, roles, backend)
     backend, _, mode = backend.partition(":")  # "triton:atomic" -> ("triton", "atomic")
     registry.record("tensor_product_conv", backend)
-    tensors = (a, b, c)
-    edges = _check(tensors, index, ptr, roles)
     if backend == "triton":
         return _triton(kind, tensors, index, ptr, perm, table, roles, edges, mode == "atomic")
     if backend == "reference":

@@ -20,6 +20,7 @@ import torch
 
 from ..core.sh import SHPlan, sh_plan
 from . import registry
+from ._checks import backend_for, check_index, check_shape, same_floats
 from .reference import sh as reference_sh
 from .reference import sparse_accumulation as reference_sa
 
@@ -54,8 +55,8 @@ def _sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size, backend):
 
     lead = x1.shape[:-1]
     n1, n2 = x1.shape[-1], x2.shape[-1]
-    a = x1.reshape(-1, n1).contiguous()
-    b = x2.reshape(-1, n2).contiguous()
+    a = x1.reshape(lead.numel(), n1).contiguous()  # explicit rows: a zero-width input has no -1 to infer
+    b = x2.reshape(lead.numel(), n2).contiguous()
     out = torch.empty(a.shape[0], output_size, dtype=x1.dtype, device=x1.device)
     idx_out, idx1, idx2, mult = (t.contiguous() for t in (idx_out, idx1, idx2, mult))
     fn = getattr(load_library(), f"fastso3_sparse_accumulate_{_SUFFIX[x1.dtype]}")
@@ -81,10 +82,25 @@ def sparse_accumulate_op(
     """x1: (..., n1), x2: (..., n2) with equal leading shapes; int64 indices and mult (x dtype): (nnz,).
 
     Returns ``out: (..., output_size)`` with ``out[..., idx_out[k]] += x1[..., idx1[k]] * x2[..., idx2[k]] * mult[k]``.
-    Inputs are trusted (validated by the public front).
+    Checks everything its kernel reads (see ``_checks``), also when called directly or compiled.
     """
+    _check_sparse_accumulate("sparse_accumulate", x1, x2, idx_out, idx1, idx2, mult, output_size, backend)
     registry.record("sparse_accumulate", backend)
     return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size, backend)
+
+
+def _check_sparse_accumulate(op, x1, x2, idx_out, idx1, idx2, mult, output_size, backend) -> None:
+    """In the public function's terms: X1, X2, idx_output, idx_1, idx_2, multipliers."""
+    same_floats(op, X1=x1, X2=x2, multipliers=mult)
+    backend_for(op, backend, x1)
+    if x1.dim() == 0 or x1.shape[:-1] != x2.shape[:-1]:
+        raise ValueError(f"{op}: X1 {tuple(x1.shape)} and X2 {tuple(x2.shape)} must have the same leading dimensions")
+    if output_size < 0:
+        raise ValueError(f"{op}: output_size must be non-negative, got {output_size}")
+    check_shape(op, "multipliers", mult, (None,))
+    nnz = mult.numel()
+    for name, idx, bound in (("idx_output", idx_out, output_size), ("idx_1", idx1, x1.shape[-1]), ("idx_2", idx2, x2.shape[-1])):
+        check_index(op, name, idx, bound, length=nnz, device=x1.device)
 
 
 @sparse_accumulate_op.register_fake
@@ -139,6 +155,14 @@ def _table_tensors(table: str, roles: tuple[int, int, int], device: torch.device
 @torch.library.custom_op("fastso3::sparse_accumulate_table", mutates_args=())
 def sparse_accumulate_table_op(x1: torch.Tensor, x2: torch.Tensor, table: str, roles: list[int], backend: str) -> torch.Tensor:
     """Sparse accumulation with a named library table; see the comment above."""
+    op = "sparse_accumulate_table"
+    same_floats(op, x1=x1, x2=x2)
+    backend_for("sparse_accumulate", backend, x1)
+    dims = _table_arrays(table)[2]
+    if sorted(roles) != [0, 1, 2]:
+        raise ValueError(f"{op}: roles must be a permutation of 0, 1, 2, got {roles}")
+    check_shape(op, "x2", x2, (*x1.shape[:-1], dims[roles[2]]))
+    check_shape(op, "x1", x1, (*x1.shape[:-1], dims[roles[1]]))
     idx_out, idx1, idx2, coef = _table_tensors(table, tuple(roles), x1.device, x1.dtype)
     return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, coef, _table_arrays(table)[2][roles[0]], backend)
 
@@ -192,7 +216,7 @@ def _sh_cpu(x: torch.Tensor, plan: SHPlan, normalize: bool) -> torch.Tensor:
     from .cpu.loader import load_library
 
     tab = sh_tables(plan.lmax, plan.normalization, x.device, x.dtype)
-    pts = x.reshape(-1, 3).contiguous()
+    pts = x.reshape(x.shape[:-1].numel(), 3).contiguous()
     out = torch.empty(pts.shape[0], plan.size, dtype=x.dtype, device=x.device)
     fn = getattr(load_library(), f"fastso3_sh_forward_{_SUFFIX[x.dtype]}")
     fn(_ptr(pts), _ptr(out), pts.shape[0], int(normalize), plan.size, tab["fwd_coef"].numel(),
@@ -204,7 +228,14 @@ def _sh_cpu(x: torch.Tensor, plan: SHPlan, normalize: bool) -> torch.Tensor:
 @torch.library.custom_op("fastso3::spherical_harmonics", mutates_args=())
 def spherical_harmonics_op(x: torch.Tensor, lmax: int, normalize: bool, normalization: str, backend: str) -> torch.Tensor:
     """x: (..., 3) float -> (..., (lmax+1)**2): all degrees 0..lmax in e3nn's basis and ``normalization``."""
-    registry.record("spherical_harmonics", backend)
+    op = "spherical_harmonics"
+    same_floats(op, x=x)
+    backend_for(op, backend, x)
+    if x.dim() == 0 or x.shape[-1] != 3:
+        raise ValueError(f"{op}: x must have shape (..., 3), got {tuple(x.shape)}")
+    if lmax < 0:
+        raise ValueError(f"{op}: lmax must be non-negative, got {lmax}")
+    registry.record(op, backend)
     plan = sh_plan(lmax, normalization)
     if backend == "reference":
         return reference_sh.spherical_harmonics(x, plan, normalize)
@@ -244,11 +275,16 @@ def normalize_vjp_op(x: torch.Tensor, g: torch.Tensor, backend: str) -> torch.Te
 
     ``(g - u (u . g)) / |x|``, and 0 where ``x = 0`` (where ``u`` is defined as 0).
     """
+    op = "normalize_vjp"
+    same_floats(op, x=x, g=g)
+    backend_for(op, backend, x)
+    check_shape(op, "g", g, tuple(x.shape))
+    check_shape(op, "x", x, (*x.shape[:-1], 3))
     if backend == "reference":
         return reference_sh.normalize_vjp(x, g)
     from .cpu.loader import load_library
 
-    a, b = x.reshape(-1, 3).contiguous(), g.reshape(-1, 3).contiguous()
+    a, b = x.reshape(x.shape[:-1].numel(), 3).contiguous(), g.reshape(g.shape[:-1].numel(), 3).contiguous()
     out = torch.empty_like(a)
     getattr(load_library(), f"fastso3_normalize_vjp_{_SUFFIX[x.dtype]}")(_ptr(a), _ptr(b), _ptr(out), a.shape[0], _nthreads())
     return out.reshape(x.shape)

@@ -26,6 +26,7 @@ __all__ = [
     "BACKENDS",
     "TRITON_OPS",
     "BackendUnavailable",
+    "UnsupportedDtype",
     "available_backends",
     "check_backend",
     "last_backend",
@@ -44,6 +45,10 @@ _WARNED: set[str] = set()
 
 class BackendUnavailable(RuntimeError):
     """A backend was requested that cannot run here (missing build, wrong device or dtype)."""
+
+
+class UnsupportedDtype(BackendUnavailable, TypeError):
+    """A backend has no kernel for this dtype (also a ``TypeError``: the input's dtype is what is wrong)."""
 
 
 # Evaluated once while torch.compile traces, as a constant (the build status cannot change mid-run).
@@ -108,7 +113,7 @@ def resolve_backend(op: str, backend: str | None, device: torch.device, dtype: t
         if device.type != "cpu":
             raise BackendUnavailable(f"{op}: backend 'cpu' needs CPU tensors, got device {device}")
         if dtype not in _CPU_DTYPES:
-            raise BackendUnavailable(f"{op}: backend 'cpu' supports float32 and float64, got {dtype}")
+            raise UnsupportedDtype(f"{op}: backend 'cpu' supports float32 and float64, got {dtype}")
         ok, reason = _cpu_status()
         if not ok:
             raise BackendUnavailable(f"{op}: backend 'cpu' is unavailable: {reason}")
@@ -116,7 +121,7 @@ def resolve_backend(op: str, backend: str | None, device: torch.device, dtype: t
         if op not in TRITON_OPS:
             raise BackendUnavailable(f"{op}: backend 'triton' covers {', '.join(TRITON_OPS)} only")
         if dtype not in _TRITON_DTYPES:
-            raise BackendUnavailable(f"{op}: backend 'triton' supports float16/bfloat16/float32/float64, got {dtype}")
+            raise UnsupportedDtype(f"{op}: backend 'triton' supports float16/bfloat16/float32/float64, got {dtype}")
         ok, reason = _triton_status(device.type)
         if not ok:
             raise BackendUnavailable(f"{op}: backend 'triton' is unavailable: {reason}")

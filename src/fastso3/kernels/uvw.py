@@ -28,6 +28,7 @@ import torch
 
 from ..core.uvw import uvw_table
 from . import registry
+from ._checks import backend_for, check_shape, same_floats
 from ._multilinear import register_multilinear_autograd
 
 __all__ = ["register_uvw_plan", "uvw_factored_op", "uvw_factored_tensor_product", "uvw_op", "uvw_tensor_product"]
@@ -61,6 +62,20 @@ def _tensors(name: str, device: torch.device, dtype: torch.dtype) -> tuple:
         torch.from_numpy(cg_val).to(device=device, dtype=dtype),
         torch.tensor(dims, dtype=torch.int64),
     )
+
+
+def _check(op: str, by_slot: list, table: str, shared: bool, backend: str) -> None:
+    """What the kernels read: one float dtype and device, a known backend and table, and each slot's tensor
+    ``(Z, dim of its slot)`` (shared weights: ``(weight_numel,)``); ``None`` marks the output slot."""
+    first = same_floats(op, **{name: t for name, t in zip(("g", "x1", "x2", "weight"), by_slot)})
+    backend_for("uvw_tensor_product", backend, first)
+    if table not in _TABLES:
+        raise ValueError(f"{op}: unknown table {table!r} (tables are registered from plans by the public functions)")
+    dims = _TABLES[table][-1]
+    z = next(t.shape[0] for s, t in enumerate(by_slot) if t is not None and t.dim() and not (s == WEIGHT_SLOT and shared))
+    for s, (name, t) in enumerate(zip(("g", "x1", "x2", "weight"), by_slot)):
+        if t is not None:
+            check_shape(op, name, t, (dims[s],) if s == WEIGHT_SLOT and shared else (z, dims[s]))
 
 
 def _out_shape(inputs, roles, table: str, shared: bool) -> tuple:
@@ -127,10 +142,14 @@ def uvw_op(
     a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, table: str, roles: list[int], shared_weights: bool, backend: str
 ) -> torch.Tensor:
     """a, b, c: the tensors of slots ``roles[1:]`` -> the slot ``roles[0]`` (see the module docstring)."""
-    registry.record("uvw_tensor_product", backend)
+    if sorted(roles) != [0, 1, 2, 3]:
+        raise ValueError(f"uvw: roles must be a permutation of 0..3, got {roles}")
     by_slot: list = [None] * 4
     for t, r in zip((a, b, c), roles[1:]):
-        by_slot[r] = t.contiguous()
+        by_slot[r] = t
+    _check("uvw", by_slot, table, shared_weights, backend)
+    by_slot = [None if t is None else t.contiguous() for t in by_slot]
+    registry.record("uvw_tensor_product", backend)
     shape = _out_shape((a, b, c), roles, table, shared_weights)
     if backend == "reference":  # accumulates path by path into zeros; the kernel writes every entry
         return _reference(by_slot, roles[0], a.new_zeros(shape), table, shared_weights)
@@ -178,6 +197,7 @@ def uvw_input_grads_op(
     g: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, table: str, shared_weights: bool, backend: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Slots 1 and 2 from ``(g, x1, x2, w)``: the gradients of the product w.r.t. both inputs, ``(Z, dim1)``, ``(Z, dim2)``."""
+    _check("uvw_input_grads", [g, x1, x2, w], table, shared_weights, backend)
     registry.record("uvw_tensor_product", backend)
     by_slot = [t.contiguous() for t in (g, x1, x2, w)]
     if backend == "reference":
@@ -236,9 +256,9 @@ def _check_factored(slots: list, outputs: list, table: str) -> None:
         raise ValueError(f"uvw_factored: outputs must be distinct slots among 0..4, got {outputs}")
     if any(t is None for t in slots[1:]) or (slots[0] is None and outputs != [0]):
         raise ValueError("uvw_factored: x1, x2, h and m are required; g may be None only for outputs == [0]")
-    given = [t for t in slots if t is not None]
-    if any(t.dtype != given[0].dtype or t.device != given[0].device for t in given):
-        raise TypeError("uvw_factored: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in zip(("g", "x1", "x2", "h", "m"), slots) if t is not None))
+    same_floats("uvw_factored", **dict(zip(("g", "x1", "x2", "h", "m"), slots)))
+    if table not in _TABLES:
+        raise ValueError(f"uvw_factored: unknown table {table!r}")
     dims = _TABLES[table][-1]
     z, nh = slots[3].shape if slots[3].dim() == 2 else (-1, -1)
     expected = [(z, dims[0]), (z, dims[1]), (z, dims[2]), (z, nh), (nh, dims[WEIGHT_SLOT])]
@@ -290,6 +310,7 @@ def uvw_factored_op(
     h: ``(Z, H)``, m: ``(H, weight_numel)``, one dtype -> one tensor per output slot, shaped like that slot.
     """
     _check_factored([g, x1, x2, h, m], outputs, table)
+    backend_for("uvw_tensor_product", backend, x1)
     registry.record("uvw_tensor_product", backend)
     slots = [None if t is None else t.contiguous() for t in (g, x1, x2, h, m)]
     if backend == "cpu":

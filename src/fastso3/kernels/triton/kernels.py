@@ -57,7 +57,8 @@ def sparse_accumulate(x1, x2, idx_out, idx1, idx2, mult, output_size: int) -> to
     """x1: (..., n1), x2: (..., n2), same leading shape and dtype (float16/bfloat16/float32/float64);
     int64 indices and mult (x dtype): (nnz,), in any order -> (..., output_size), x dtype."""
     lead, n1, n2 = x1.shape[:-1], x1.shape[-1], x2.shape[-1]
-    a, b = x1.reshape(-1, n1).contiguous(), x2.reshape(-1, n2).contiguous()
+    rows = x1.shape[:-1].numel()  # explicit: a zero-width input has no -1 to infer
+    a, b = x1.reshape(rows, n1).contiguous(), x2.reshape(rows, n2).contiguous()
     out = a.new_empty(a.shape[0], output_size)
     order = torch.argsort(idx_out, stable=True)
     ptr = _row_ptr(idx_out[order], output_size)

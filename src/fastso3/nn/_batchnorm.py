@@ -104,6 +104,8 @@ class BatchNorm(torch.nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002  (e3nn's name)
         if input.dim() < 2 or input.shape[-1] != self._dim:
             raise ValueError(f"BatchNorm: expected an input (batch, ..., {self._dim}), got shape {tuple(input.shape)}")
+        if input.numel() == 0:  # no samples: nothing to normalise, and no statistics to update (a mean of none is NaN)
+            return input.clone()
         orig_shape = input.shape
         batch = input.shape[0]
         x = input.reshape(batch, -1, self._dim)  # (batch, sample, dim)

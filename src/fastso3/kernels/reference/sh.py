@@ -8,11 +8,18 @@ from ...core.sh import SHPlan
 
 
 def _unit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """u = x / |x| (0 at x = 0), 1 / |x| (0 at x = 0), and the mask x != 0; NaN-free to any order."""
-    r2 = x.pow(2).sum(-1, keepdim=True)
-    nonzero = r2 > 0
-    inv_r = torch.where(nonzero, torch.rsqrt(torch.where(nonzero, r2, 1.0)), 0.0)
-    return x * inv_r, inv_r, nonzero
+    """u = x / |x| (0 at x = 0), 1 / |x| (0 at x = 0), and the mask x != 0; NaN-free to any order.
+
+    Rescaled by the largest component ``m`` before squaring (no overflow or underflow for any finite
+    nonzero x). ``m`` is held constant: ``(x / m) / |x / m|`` and ``m / |x|`` are, as functions of x for
+    a fixed m, exactly ``u`` and ``1 / |x|``, so derivatives of every order stay exact.
+    """
+    m = x.detach().abs().amax(-1, keepdim=True)
+    nonzero = m > 0
+    m = torch.where(nonzero, m, 1.0)
+    y = x / m
+    inv_norm_y = torch.where(nonzero, torch.rsqrt(torch.where(nonzero, y.pow(2).sum(-1, keepdim=True), 1.0)), 0.0)
+    return y * inv_norm_y, inv_norm_y / m, nonzero
 
 
 def spherical_harmonics(x: torch.Tensor, plan: SHPlan, normalize: bool) -> torch.Tensor:

@@ -3,6 +3,7 @@
 // Both kernels work on blocks of BLOCK rows held "structure of arrays" ([component][row]) in a
 // per-thread scratch buffer: every table entry then becomes one contiguous, vectorisable loop over
 // the rows of the block, instead of a scattered scalar update per row.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -99,12 +100,15 @@ void sh_forward(const T* __restrict xyz, T* __restrict out, int64_t n, bool norm
             if (normalize) {
 #pragma omp simd
                 for (int64_t r = 0; r < BLOCK; ++r) {
-                    const T r2 = u[r] * u[r] + u[BLOCK + r] * u[BLOCK + r] + u[2 * BLOCK + r] * u[2 * BLOCK + r];
-                    // A zero vector stays zero: Y^0 = 1 and Y^{l>=1} = 0, never NaN.
-                    const T inv = r2 > T(0) ? T(1) / std::sqrt(r2) : T(0);
-                    u[r] *= inv;
-                    u[BLOCK + r] *= inv;
-                    u[2 * BLOCK + r] *= inv;
+                    // Rescaled by the largest component before squaring, so |x| ~ 1e-30 or 1e19 in float32
+                    // neither underflows nor overflows. A zero vector stays zero: Y^0 = 1, Y^{l>=1} = 0.
+                    const T m = std::max(std::abs(u[r]), std::max(std::abs(u[BLOCK + r]), std::abs(u[2 * BLOCK + r])));
+                    const T d = m > T(0) ? m : T(1);
+                    const T y0 = u[r] / d, y1 = u[BLOCK + r] / d, y2 = u[2 * BLOCK + r] / d;
+                    const T inv = m > T(0) ? T(1) / std::sqrt(y0 * y0 + y1 * y1 + y2 * y2) : T(0);
+                    u[r] = y0 * inv;
+                    u[BLOCK + r] = y1 * inv;
+                    u[2 * BLOCK + r] = y2 * inv;
                 }
             }
             // Entries are sorted by output: accumulate each output in a local block (registers).
@@ -188,10 +192,13 @@ void normalize_vjp(const T* __restrict x, const T* __restrict g, T* __restrict o
     for (int64_t i = 0; i < n; ++i) {
         const T* xi = x + 3 * i;
         const T* gi = g + 3 * i;
-        const T r2 = xi[0] * xi[0] + xi[1] * xi[1] + xi[2] * xi[2];
-        const T inv = r2 > T(0) ? T(1) / std::sqrt(r2) : T(0);
-        const T s = (xi[0] * gi[0] + xi[1] * gi[1] + xi[2] * gi[2]) * inv * inv;
-        for (int k = 0; k < 3; ++k) out[3 * i + k] = (gi[k] - xi[k] * s) * inv;
+        // |x| = m |y| with y = x / m (m the largest component): no overflow or underflow in the squares.
+        const T m = std::max(std::abs(xi[0]), std::max(std::abs(xi[1]), std::abs(xi[2])));
+        const T d = m > T(0) ? m : T(1);
+        const T y[3] = {xi[0] / d, xi[1] / d, xi[2] / d};
+        const T inv = m > T(0) ? T(1) / std::sqrt(y[0] * y[0] + y[1] * y[1] + y[2] * y[2]) : T(0);
+        const T s = (y[0] * gi[0] + y[1] * gi[1] + y[2] * gi[2]) * inv * inv;
+        for (int k = 0; k < 3; ++k) out[3 * i + k] = (gi[k] - y[k] * s) * inv / d;
     }
 }
 

@@ -23,8 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .core.limits import TooLarge, check_work
+
 __all__ = [
+    "MAX_EDGES",
     "NEIGHBOR_LIST_VESIN_MIN_ATOMS",
+    "TooLarge",
     "RADIUS_GRAPH_VESIN_MIN_ATOMS",
     "edge_vectors",
     "neighbor_list",
@@ -43,6 +47,13 @@ RADIUS_GRAPH_VESIN_MIN_ATOMS = 1024
 #: ``neighbor_list(method='auto')`` uses vesin (when installed) from this many atoms on: the periodic torch
 #: brute force also loops over images (27 or more), so vesin wins earlier (3.8 ms vs 1.4 ms at 128 atoms).
 NEIGHBOR_LIST_VESIN_MIN_ATOMS = 128
+
+#: Graphs estimated to have more edges than this raise ``TooLarge`` unless ``allow_large=True``: 1e8 edges
+#: are 2.4 GB of int64 indices and shifts, and more while they are built.
+MAX_EDGES = 100_000_000
+#: ``radius_graph(method='auto')`` uses the brute force when the cutoff is at least this share of the largest
+#: structure's extent: cell lists gain nothing when one cell holds the whole cloud.
+RADIUS_GRAPH_BRUTE_FORCE_EXTENT = 0.5
 
 # Number of candidate pairs (receiver, sender, image) evaluated at once by the torch brute force.
 _PAIR_BUDGET = 1 << 20
@@ -457,6 +468,7 @@ def radius_graph(
     loop: bool = False,
     *,
     method: str = "auto",
+    allow_large: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """All pairs of points closer than ``r_max`` (no periodic boundaries).
 
@@ -474,8 +486,11 @@ def radius_graph(
         method: ``'torch'`` (chunked brute force within each structure, O(sum n_b^2), any device),
             ``'vesin'`` (cell lists on the CPU, one call per structure; raises ImportError without vesin),
             or ``'auto'``: vesin when installed and the largest structure has at least
-            ``RADIUS_GRAPH_VESIN_MIN_ATOMS`` (1024) points, else torch. Both give identical graphs. The
-            vesin path runs on the CPU (inputs on a GPU are copied to the host and the graph back).
+            ``RADIUS_GRAPH_VESIN_MIN_ATOMS`` (1024) points and a diameter over twice ``r_max``, else torch.
+            Both give identical graphs. The vesin path runs on the CPU (inputs on a GPU are copied to the
+            host and the graph back).
+        allow_large: graphs estimated at more than ``MAX_EDGES`` (1e8) edges raise ``TooLarge`` (with the
+            estimate) unless this is True.
 
     Returns:
         ``(edge_src, edge_dst)``: int64 ``(E,)`` each on ``pos.device``, sorted by ``edge_dst`` then
@@ -515,7 +530,10 @@ def radius_graph(
         seg = torch.repeat_interleave(torch.arange(sizes.shape[0], device=dev), sizes, output_size=n)
 
     n_largest = int(sizes.max()) if n > 0 else 0
+    extent = _check_radius_size(name, x, sizes, r, allow_large) if n > 0 else 0.0
     chosen = _resolve_method(method, n_largest, RADIUS_GRAPH_VESIN_MIN_ATOMS)
+    if method == "auto" and r >= RADIUS_GRAPH_BRUTE_FORCE_EXTENT * extent:
+        chosen = "torch"
     if n == 0:
         src = dst = torch.zeros(0, dtype=torch.int64, device=dev)
     elif chosen == "torch":
@@ -603,6 +621,46 @@ def _complete_cell(c: Tensor, pbc: tuple[bool, bool, bool]) -> Tensor:
     return torch.eye(3, dtype=c.dtype)
 
 
+def _image_reps(full: Tensor, pbc, cutoff: float) -> list[int]:
+    """Images needed on each side along each periodic axis: the cutoff over the cell's perpendicular width."""
+    vol = float(torch.linalg.det(full).abs())
+    reps = []
+    for a in range(3):
+        if pbc[a]:
+            h = vol / float(torch.linalg.cross(full[(a + 1) % 3], full[(a + 2) % 3]).norm())
+            reps.append(math.floor(cutoff / h) + 1)
+        else:
+            reps.append(0)
+    return reps
+
+
+def _check_periodic_size(name: str, n: int, cell: Tensor, pbc, cutoff: float, allow_large: bool) -> None:
+    """Estimated edges: the density times the cutoff ball's volume per atom when all axes are periodic,
+    else at most every atom times every image of every atom."""
+    if not any(pbc):
+        return
+    full = _complete_cell(cell, pbc)
+    images = math.prod(2 * m + 1 for m in _image_reps(full, pbc, cutoff))
+    estimate = float(n) * n * images
+    if all(pbc):
+        estimate = min(estimate, n * n / float(torch.linalg.det(full).abs()) * 4 / 3 * math.pi * cutoff**3)
+    check_work(name, estimate, MAX_EDGES,
+               f"about {estimate:.3g} edges ({images:.3g} periodic images of a cell of {n} atoms within the cutoff "
+               f"{cutoff:g})", "allow_large=True", allow_large)  # fmt: skip
+
+
+def _check_radius_size(name: str, x: Tensor, sizes: Tensor, r: float, allow_large: bool) -> float:
+    """The largest structure's extent (its bounding box's diagonal); raises ``TooLarge`` if the graph is estimated
+    to exceed ``MAX_EDGES`` edges: per structure, n^2 times the share of its bounding box a cutoff ball covers."""
+    lo = torch.segment_reduce(x, "min", lengths=sizes, axis=0)
+    hi = torch.segment_reduce(x, "max", lengths=sizes, axis=0)
+    extent = hi - lo  # (structures, 3)
+    share = (4 / 3 * math.pi * r**3 / extent.clamp_min(r).prod(-1)).clamp_max(1.0)
+    estimate = float((sizes.to(torch.float64) ** 2 * share).sum())
+    check_work(name, estimate, MAX_EDGES, f"about {estimate:.3g} edges (cutoff {r:g})", "allow_large=True", allow_large)
+    return float(extent.norm(dim=-1).max())
+
+
 def _nl_torch(x: Tensor, cell: Tensor, pbc, cutoff: float, self_interaction: bool):
     """Brute force over periodic images. ``x``: (N, 3) float64 CPU/any device; ``cell`` float64 CPU."""
     n = x.shape[0]
@@ -615,14 +673,7 @@ def _nl_torch(x: Tensor, cell: Tensor, pbc, cutoff: float, self_interaction: boo
         k = torch.where(mask, torch.floor(frac), torch.zeros_like(frac))
         xw = x - k @ full.to(dev)
         k = k.to(torch.int64)
-        vol = float(torch.linalg.det(full).abs())
-        reps = []
-        for a in range(3):
-            if pbc[a]:
-                h = vol / float(torch.linalg.cross(full[(a + 1) % 3], full[(a + 2) % 3]).norm())
-                reps.append(math.floor(cutoff / h) + 1)
-            else:
-                reps.append(0)
+        reps = _image_reps(full, pbc, cutoff)
     else:
         xw = x
         k = torch.zeros(n, 3, dtype=torch.int64, device=dev)
@@ -690,6 +741,8 @@ def neighbor_list(
     cutoff: float,
     method: str = "auto",
     self_interaction: bool = False,
+    *,
+    allow_large: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Periodic neighbour list: all (sender, receiver, lattice translation) triples within ``cutoff``.
 
@@ -710,6 +763,8 @@ def neighbor_list(
             (128), else torch. Both return identical tensors. The vesin path runs on the CPU (GPU inputs
             are copied to the host and the result back).
         self_interaction: include the self edges ``(i, i, 0)`` (images of ``i`` itself are always included).
+        allow_large: lists estimated at more than ``MAX_EDGES`` (1e8) edges, e.g. a tiny cell with a large
+            cutoff, raise ``TooLarge`` (with the estimate) unless this is True.
 
     Returns:
         ``(edge_src, edge_dst, shifts)``: int64 ``(E,)``, ``(E,)``, ``(E, 3)`` on ``positions.device``, sorted
@@ -725,6 +780,7 @@ def neighbor_list(
     r = _check_cutoff(name, "cutoff", cutoff)
     _check_method(name, method)
     n = pos.shape[0]
+    _check_periodic_size(name, n, c, pbc_t, r, allow_large)
     chosen = _resolve_method(method, n, NEIGHBOR_LIST_VESIN_MIN_ATOMS)
     x = pos.detach().to(torch.float64)
     if n == 0:

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .limits import WIGNER_3J_MAX_ENTRIES, check_work
+
 __all__ = [
     "change_basis_real_to_complex",
     "su2_clebsch_gordan",
@@ -96,7 +98,7 @@ def _su2_clebsch_gordan(j1: int, j2: int, j3: int) -> np.ndarray:
     return mat
 
 
-def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
+def wigner_3j(l1: int, l2: int, l3: int, *, allow_large: bool = False) -> np.ndarray:
     """Real Clebsch-Gordan coefficients ``C^{l1 l2 l3}``, shape ``(2l1+1, 2l2+1, 2l3+1)``, float64.
 
     Identical to ``e3nn.o3.wigner_3j`` (0.6.0): invariant under ``D^{l1} x D^{l2} x D^{l3}``,
@@ -104,8 +106,13 @@ def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
 
     Raises:
         ValueError: if the triangle rule ``|l2-l3| <= l1 <= l2+l3`` fails.
+        TooLarge: for more than ``limits.WIGNER_3J_MAX_ENTRIES`` entries, unless ``allow_large=True``.
     """
     _check_triangle(l1, l2, l3)
+    entries = (2 * l1 + 1) * (2 * l2 + 1) * (2 * l3 + 1)
+    check_work(f"wigner_3j({l1}, {l2}, {l3})", entries, WIGNER_3J_MAX_ENTRIES,
+               f"{entries:.3g} entries ({entries * 8 / 1e6:.0f} MB, minutes of exact arithmetic at large l)",
+               "allow_large=True", allow_large)  # fmt: skip
     return _wigner_3j(int(l1), int(l2), int(l3))
 
 

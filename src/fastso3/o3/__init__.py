@@ -28,14 +28,16 @@ from ._wigner import wigner_D_from_matrix as wigner_D_from_matrix
 from ._wigner import wigner_D_from_quaternion as wigner_D_from_quaternion
 
 
-def wigner_3j(l1: int, l2: int, l3: int, dtype=None, device=None):
+def wigner_3j(l1: int, l2: int, l3: int, dtype=None, device=None, *, allow_large: bool = False):
     """Real Clebsch-Gordan coefficients ``(2l1+1, 2l2+1, 2l3+1)`` as a tensor, equal to ``e3nn.o3.wigner_3j``.
 
     ``dtype`` defaults to torch's default dtype; the values are computed once in float64 and cached.
+    Tables of more than ``fastso3.core.limits.WIGNER_3J_MAX_ENTRIES`` entries (l ~ 62 each) raise
+    ``TooLarge`` unless ``allow_large=True``: they take minutes.
     """
     import torch
 
-    return torch.tensor(_wigner_3j_numpy(l1, l2, l3), dtype=dtype or torch.get_default_dtype(), device=device)
+    return torch.tensor(_wigner_3j_numpy(l1, l2, l3, allow_large=allow_large), dtype=dtype or torch.get_default_dtype(), device=device)
 
 
 __all__ = [

@@ -7,6 +7,7 @@ from typing import Sequence, Union
 import torch
 
 from ..core.irreps import Irrep, Irreps
+from ..core.limits import SH_MAX_DEGREE, check_work
 from ..core.sh import NORMALIZATIONS
 from ..kernels import registry
 from ..kernels.ops import spherical_harmonics_op
@@ -49,6 +50,12 @@ def _degrees(ls: LsLike) -> list[int]:
     return degrees
 
 
+def _check_lmax(lmax: int, allow_large: bool) -> None:
+    check_work("spherical_harmonics", lmax, SH_MAX_DEGREE,
+               f"degree {lmax} ({(lmax + 1) ** 2} components; the recursion tables take minutes at l ~ 1000)",
+               "allow_large=True", allow_large)  # fmt: skip
+
+
 def _select(full: torch.Tensor, degrees: list[int]) -> torch.Tensor:
     if degrees == list(range(len(degrees))):
         return full
@@ -73,6 +80,7 @@ def spherical_harmonics(
     normalization: str = "integral",
     *,
     backend: str | None = None,
+    allow_large: bool = False,
 ) -> torch.Tensor:
     """Real spherical harmonics of ``x``, equal to ``e3nn.o3.spherical_harmonics`` (0.6.0).
 
@@ -86,12 +94,15 @@ def spherical_harmonics(
         normalization: ``'integral'`` (default, e3nn torch), ``'component'`` (``|Y^l|^2 = 2l+1``)
             or ``'norm'`` (``|Y^l| = 1``) on the unit sphere.
         backend: None (default for the device), ``'cpu'`` (compiled kernel) or ``'reference'``.
+        allow_large: degrees above ``fastso3.core.limits.SH_MAX_DEGREE`` (128) raise ``TooLarge``
+            (their tables take minutes to build) unless this is True.
 
     Returns:
         ``(..., sum(2l+1))`` in ``x``'s dtype, the degrees in the requested order, each ``m = -l..l``.
         First and second derivatives work (``torch.compile(fullgraph=True)`` too).
     """
     degrees = _degrees(ls)
+    _check_lmax(max(degrees), allow_large)
     _check_input(x, normalization)
     return _spherical_harmonics(degrees, x, normalize, normalization, backend)
 
@@ -121,9 +132,11 @@ class SphericalHarmonics(torch.nn.Module):
         irreps_in: str | Irreps | None = None,
         *,
         backend: str | None = None,
+        allow_large: bool = False,
     ) -> None:
         super().__init__()
         degrees, irreps, irrep_in = _parse_ls(irreps_out)
+        _check_lmax(max(degrees), allow_large)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if irreps_in is not None and Irreps(irreps_in) != Irreps([(1, irrep_in)]):

@@ -41,6 +41,7 @@ from .o3._rotation import rand_matrix
 
 __all__ = [
     "FLOAT_TOLERANCE",
+    "assert_conservative",
     "assert_equivariant",
     "default_dtype",
     "equivariance_error",
@@ -539,3 +540,104 @@ def assert_equivariant(
             + format_equivariance_error(errors, specs_out, tolerance)
         )
     return errors
+
+
+# ----------------------------------------------------------------------------------------------------
+# force fields
+# ----------------------------------------------------------------------------------------------------
+
+
+def _energy_and_forces(model: Callable, x: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(x)`` is an energy (forces by autograd) or ``(energy, forces)``."""
+    x = x.detach().requires_grad_(True)
+    out = model(x)
+    if isinstance(out, (tuple, list)):
+        energy, forces = out
+    else:
+        energy = out
+        (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
+        forces = -grad
+    if energy.numel() != 1:
+        raise ValueError(f"assert_conservative: the model must return one energy, got shape {tuple(energy.shape)}")
+    if forces.shape != x.shape:
+        raise ValueError(f"assert_conservative: forces must have the positions' shape {tuple(x.shape)}, got {tuple(forces.shape)}")
+    return energy.reshape(()), forces
+
+
+def assert_conservative(
+    model: Callable[[torch.Tensor], Any],
+    positions: torch.Tensor,
+    *,
+    directions: int = 4,
+    step: float | None = None,
+    rtol: float | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Check that a force field is conservative: forces are ``-dE/dr`` and their Jacobian is symmetric.
+
+    Args:
+        model: ``positions (N, 3) -> energy`` (a scalar tensor; forces are then its negative autograd
+            gradient, which is what a kernel's backward must get right) or ``-> (energy, forces (N, 3))``.
+        positions: ``(N, 3)`` float; float64 is recommended (float32 finite differences resolve only
+            errors of ~1%).
+        directions: random unit displacement directions ``d`` (of all 3N coordinates) to test along.
+        step: the central finite-difference step in the positions' units (default 1e-4 in float64,
+            1e-2 in float32).
+        rtol: allowed error relative to the largest force component (default 1e-6 in float64, 3e-2 in
+            float32).
+        generator: for the random directions.
+
+    Checks, along each direction ``d`` and pair ``(d, d')``:
+
+    * ``(E(r + h d) - E(r - h d)) / 2h == -F(r) . d`` (central differences, error O(h^2));
+    * ``d' . dF/dd == d . dF/dd'``: the force Jacobian (minus the Hessian) is symmetric, i.e. the force
+      field has no curl; ``dF/dd`` is a central difference of the forces.
+
+    Returns:
+        ``{"force_error": ..., "curl_error": ...}``: the largest errors, relative to the largest force and to
+        the largest force derivative ``|dF/dd|``.
+
+    Raises:
+        AssertionError: naming the check, the direction and the errors, when either exceeds ``rtol``.
+    """
+    if not isinstance(positions, torch.Tensor) or not positions.is_floating_point() or positions.dim() != 2 \
+            or positions.shape[1] != 3:  # fmt: skip
+        raise ValueError("assert_conservative: positions must be a floating-point (N, 3) tensor")
+    double = positions.dtype == torch.float64
+    h = step if step is not None else (1e-4 if double else 1e-2)
+    tol = rtol if rtol is not None else (1e-6 if double else 3e-2)
+    x = positions.detach()
+    _, forces = _energy_and_forces(model, x, create_graph=False)
+    forces = forces.detach()
+    scale = float(forces.abs().max()) or 1.0
+    d = torch.randn((directions, *x.shape), generator=generator, dtype=torch.float64).to(x)
+    d = d / d.flatten(1).norm(dim=1).reshape(-1, 1, 1)
+    force_error, curl_error = 0.0, 0.0
+    jac = []  # dF/dd for each direction
+    for k in range(directions):
+        e_plus, f_plus = _energy_and_forces(model, x + h * d[k], create_graph=False)
+        e_minus, f_minus = _energy_and_forces(model, x - h * d[k], create_graph=False)
+        numeric = float(e_plus.detach() - e_minus.detach()) / (2 * h)
+        analytic = -float((forces * d[k]).sum())
+        err = abs(numeric - analytic) / scale
+        force_error = max(force_error, err)
+        if err > tol:
+            raise AssertionError(
+                f"assert_conservative: along direction {k} the energy's finite difference is {numeric:.10g} but "
+                f"-F.d is {analytic:.10g} (error {err:.3g} of the largest force {scale:.3g}, tolerance {tol:g}): "
+                "the forces are not the negative gradient of the energy"
+            )
+        jac.append((f_plus.detach() - f_minus.detach()) / (2 * h))
+    stiffness = max(float(j.abs().max()) for j in jac) or 1.0
+    for i in range(directions):
+        for j in range(i + 1, directions):
+            a, b = float((d[j] * jac[i]).sum()), float((d[i] * jac[j]).sum())
+            err = abs(a - b) / stiffness
+            curl_error = max(curl_error, err)
+            if err > tol:
+                raise AssertionError(
+                    f"assert_conservative: the force Jacobian is not symmetric: d{j} . dF/dd{i} = {a:.10g} but "
+                    f"d{i} . dF/dd{j} = {b:.10g} (error {err:.3g} of the largest force derivative {stiffness:.3g}, tolerance "
+                    f"{tol:g}): the force field has a curl"
+                )
+    return {"force_error": force_error, "curl_error": curl_error}

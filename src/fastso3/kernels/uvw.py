@@ -107,7 +107,8 @@ def _reference(by_slot: list, slot: int, out: torch.Tensor, table: str, shared: 
                 subscripts.append(letters[s])
         block = torch.einsum(f"{','.join(subscripts)},ijk->{letters[slot]}", *operands, out.new_tensor(cg))
         off, shape = blocks[slot]
-        out[..., off : off + int(np.prod(shape))] += c * block.reshape(*lead, -1)
+        size = int(np.prod(shape))
+        out[..., off : off + size] += c * block.reshape(*lead, size)  # explicit size: lead may be (0,)
     return out
 
 

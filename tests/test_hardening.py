@@ -152,3 +152,11 @@ def test_batchnorm_on_zero_samples():
     out = bn(x)
     assert out.shape == (0, 10)
     assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))  # no NaN statistics
+
+
+def test_fully_connected_net_names_the_dtype_fix():
+    net = nn.FullyConnectedNet([3, 4, 2], torch.relu)
+    with pytest.raises(TypeError, match=r"the input is torch.float64.*module.to\(torch.float64\)"):
+        net(torch.randn(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"expected an input \(\.\.\., 3\)"):
+        net.factored(torch.randn(2, 4))

@@ -564,6 +564,11 @@ def _energy_and_forces(model: Callable, x: torch.Tensor, create_graph: bool) -> 
     return energy.reshape(()), forces
 
 
+def _fail_above(err: float, tol: float, finding: str, meaning: str) -> None:
+    if err > tol:
+        raise AssertionError(f"assert_conservative: {finding}, tolerance {tol:g}): {meaning}")
+
+
 def assert_conservative(
     model: Callable[[torch.Tensor], Any],
     positions: torch.Tensor,
@@ -621,12 +626,9 @@ def assert_conservative(
         analytic = -float((forces * d[k]).sum())
         err = abs(numeric - analytic) / scale
         force_error = max(force_error, err)
-        if err > tol:
-            raise AssertionError(
-                f"assert_conservative: along direction {k} the energy's finite difference is {numeric:.10g} but "
-                f"-F.d is {analytic:.10g} (error {err:.3g} of the largest force {scale:.3g}, tolerance {tol:g}): "
-                "the forces are not the negative gradient of the energy"
-            )
+        _fail_above(err, tol, f"along direction {k} the energy's finite difference is {numeric:.10g} but -F.d is "
+                    f"{analytic:.10g} (error {err:.3g} of the largest force {scale:.3g}", "the forces are not the "
+                    "negative gradient of the energy")  # fmt: skip
         jac.append((f_plus.detach() - f_minus.detach()) / (2 * h))
     stiffness = max(float(j.abs().max()) for j in jac) or 1.0
     for i in range(directions):
@@ -634,10 +636,7 @@ def assert_conservative(
             a, b = float((d[j] * jac[i]).sum()), float((d[i] * jac[j]).sum())
             err = abs(a - b) / stiffness
             curl_error = max(curl_error, err)
-            if err > tol:
-                raise AssertionError(
-                    f"assert_conservative: the force Jacobian is not symmetric: d{j} . dF/dd{i} = {a:.10g} but "
-                    f"d{i} . dF/dd{j} = {b:.10g} (error {err:.3g} of the largest force derivative {stiffness:.3g}, tolerance "
-                    f"{tol:g}): the force field has a curl"
-                )
+            _fail_above(err, tol, f"the force Jacobian is not symmetric: d{j} . dF/dd{i} = {a:.10g} but d{i} . dF/dd{j} "
+                        f"= {b:.10g} (error {err:.3g} of the largest force derivative {stiffness:.3g}",
+                        "the force field has a curl")  # fmt: skip
     return {"force_error": force_error, "curl_error": curl_error}

@@ -102,6 +102,21 @@ class FullyConnectedNet(torch.nn.Sequential):
             self.add_module(f"layer{i}", _Layer(h1, h2, layer_act, var_in, var_out))
             var_in = var_out
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.hs[0]:
+            raise ValueError(f"FullyConnectedNet: expected an input (..., {self.hs[0]}), got {tuple(getattr(x, 'shape', ()))}")
+        params = next(self.parameters(), None)
+        if params is not None and (x.dtype != params.dtype or x.device != params.device):
+            raise TypeError(
+                f"FullyConnectedNet: the input is {x.dtype} on {x.device} but the network is {params.dtype} on "
+                f"{params.device}; convert one of them (module.to({x.dtype}) or x.to({params.dtype}))"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., hs[0]) -> (..., hs[-1])`` in the network's dtype."""
+        self._check_input(x)
+        return super().forward(x)
+
     def factored(self, x: torch.Tensor) -> FactoredWeight:
         """The output as its two factors: ``(..., hs[0]) -> FactoredWeight(hidden (..., hs[-2]), matrix (hs[-2], hs[-1]))``
         with ``hidden @ matrix == self(x)``.
@@ -112,6 +127,7 @@ class FullyConnectedNet(torch.nn.Sequential):
         Raises:
             ValueError: if the network has no layer or its last layer has an activation (``out_act=True``).
         """
+        self._check_input(x)
         layers = list(self)
         if not layers or layers[-1].act is not None:
             raise ValueError("factored() needs a linear last layer (at least one layer and out_act=False)")

@@ -53,10 +53,10 @@ def expect(call, valid: bool, reference):
         assert not valid, "a valid input was rejected"
         return
     assert valid, "an invalid input was accepted"
-    ref = reference().double()
+    ref = reference().detach().double()
     tol = tolerance(out.dtype)
     atol = tol * max(1.0, float(ref.abs().max())) if ref.numel() else tol
-    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=atol)
+    torch.testing.assert_close(out.detach().double(), ref, rtol=tol, atol=atol)
 
 
 @st.composite
@@ -203,8 +203,51 @@ def fuzz_uvw_op(lead, d1_extra, z_extra, dtype, backend, mixed):
     expect(lambda: torch.ops.fastso3.uvw(x1, x2, w, table, [0, 1, 2, 3], False, backend), valid, reference)
 
 
+def _modules():
+    """name -> (module (float32), input widths, whether it has parameters (then it takes its dtype only))."""
+    from fastso3 import nn
+
+    irreps = o3.Irreps("2x0e + 1x1o + 1x2e")
+    return {
+        "Linear": (o3.Linear(irreps, "3x0e + 2x1o"), [irreps.dim], True),
+        "FullyConnectedTensorProduct": (o3.FullyConnectedTensorProduct(irreps, "0e + 1o", "2x0e + 1x1o"), [irreps.dim, 4], True),
+        "ElementwiseTensorProduct": (o3.ElementwiseTensorProduct(irreps, irreps), [irreps.dim, irreps.dim], True),
+        "Norm": (o3.Norm(irreps), [irreps.dim], True),
+        "Gate": (nn.Gate("2x0e", [torch.tanh], "1x0e", [torch.sigmoid], "1x1o"), [6], False),
+        "BatchNorm": (nn.BatchNorm(irreps).eval(), [irreps.dim], True),
+        "FullyConnectedNet": (nn.FullyConnectedNet([4, 5, 3], torch.relu), [4], True),
+    }
+
+
+_MODULES = {}
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(_modules())), st.sampled_from([(0,), (1,), (3,), (2, 3), (0, 2)]), DTYPES,
+       st.booleans(), st.integers(-1, 1))  # fmt: skip
+def fuzz_modules(name, lead, dtype, strided, width_extra):
+    """Modules on any batch shape (empty too), strided inputs, wrong widths and dtypes: a clear error, or
+    the float64 result of the same module on contiguous inputs."""
+    if not _MODULES:
+        _MODULES.update(_modules())
+    module, dims, has_parameters = _MODULES[name]
+    inputs = [torch.randn(*lead, d + (width_extra if k == 0 else 0), dtype=torch.float64) for k, d in enumerate(dims)]
+    cast = [maybe_strided(t.to(dtype), strided) for t in inputs]
+    dtype_ok = dtype == torch.float32 if has_parameters else dtype.is_floating_point
+    valid = width_extra == 0 and dtype_ok
+
+    def reference():
+        return module.double()(*[t.double() for t in cast])
+
+    try:
+        expect(lambda: module.float()(*cast), valid, reference)
+    finally:
+        module.float()
+
+
 TARGETS = {f.__name__.removeprefix("fuzz_"): f for f in
-           (fuzz_sparse_accumulate, fuzz_spherical_harmonics, fuzz_tensor_product_conv, fuzz_uvw_op)}  # fmt: skip
+           (fuzz_sparse_accumulate, fuzz_spherical_harmonics, fuzz_tensor_product_conv, fuzz_uvw_op,
+            fuzz_modules)}  # fmt: skip
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:

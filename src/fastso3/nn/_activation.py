@@ -191,6 +191,8 @@ class Gate(IgnoreE3nnKeys, torch.nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.shape[-1] != self._dim_in:
             raise ValueError(f"Gate: expected a last dimension of {self._dim_in} ({self._irreps_in}), got {features.shape[-1]}")
+        if not features.is_floating_point():
+            raise TypeError(f"Gate: the features must be a floating-point tensor, got {features.dtype}")
         scalars = self.act_scalars(take(features, self._scalar_runs))
         if not self._has_gates:
             return scalars

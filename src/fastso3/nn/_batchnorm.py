@@ -104,6 +104,12 @@ class BatchNorm(torch.nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002  (e3nn's name)
         if input.dim() < 2 or input.shape[-1] != self._dim:
             raise ValueError(f"BatchNorm: expected an input (batch, ..., {self._dim}), got shape {tuple(input.shape)}")
+        state = next((t for t in (self.running_var, getattr(self, "weight", None)) if t is not None), None)
+        if state is not None and input.dtype != state.dtype:
+            raise TypeError(
+                f"BatchNorm: the input is {input.dtype} but the module is {state.dtype}; convert one of them "
+                f"(module.to({input.dtype}))"
+            )
         if input.numel() == 0:  # no samples: nothing to normalise, and no statistics to update (a mean of none is NaN)
             return input.clone()
         orig_shape = input.shape

@@ -245,9 +245,71 @@ def fuzz_modules(name, lead, dtype, strided, width_extra):
         module.float()
 
 
+@SETTINGS
+@given(st.integers(0, 6), st.floats(0.05, 3.0), st.sampled_from([None, "batch"]), st.booleans(), DTYPES,
+       st.sampled_from(["torch", "vesin", "auto"]))  # fmt: skip
+def fuzz_graph(n, cutoff, batched, periodic, dtype, method):
+    """Radius graphs and periodic neighbour lists (torch and vesin agree; ASE's rules) and scatter with bad
+    indices."""
+    from fastso3.graph import neighbor_list, radius_graph, scatter_sum
+
+    pos = (torch.rand(n, 3, dtype=torch.float64) * 3).to(dtype)
+    floating = dtype.is_floating_point
+    if periodic:
+        cell = torch.eye(3, dtype=torch.float64) * 2.5
+        call = lambda m: neighbor_list(pos, cell, True, cutoff, method=m)  # noqa: E731
+    else:
+        batch = torch.arange(n) % 2 if batched else None
+        call = lambda m: radius_graph(pos, cutoff, batch, method=m)  # noqa: E731
+    try:
+        got = call(method)
+    except CLEAR_ERRORS:
+        assert not floating, "a valid input was rejected"
+        return
+    assert floating, "integer positions were accepted"
+    for a, b in zip(got, call("torch")):
+        assert torch.equal(a, b)
+    src = got[0]
+    values = torch.randn(src.shape[0], 2, dtype=torch.float64)
+    bad = src.clone()
+    if bad.numel():
+        bad[0] = -1
+        try:
+            scatter_sum(values, bad, dim=0, dim_size=max(n, 1))
+        except IndexError as err:
+            assert "negative" in str(err)
+        else:
+            raise AssertionError("scatter_sum accepted a negative index")
+
+
+@SETTINGS
+@given(st.integers(0, 4), st.integers(0, 6), st.integers(-1, 5), DTYPES, st.booleans())
+def fuzz_so2_convolution(nodes, edges, bad_index, dtype, strided):
+    """SO2Convolution on empty graphs, strided features, out-of-range or negative indices and dtypes."""
+    from fastso3.so2 import SO2Convolution
+
+    if "so2" not in _MODULES:
+        _MODULES["so2"] = SO2Convolution("2x0e + 1x1o + 1x2e", "2x0e + 1x1o", mmax=1)
+    conv = _MODULES["so2"]
+    x = maybe_strided(torch.randn(nodes, conv.irreps_in.dim, dtype=torch.float64).to(dtype), strided)
+    index = torch.randint(0, max(nodes, 1), (2, edges))
+    if edges and bad_index in (-1, nodes):  # one sender or receiver outside [0, nodes)
+        index[bad_index % 2, 0] = bad_index
+    vec = torch.randn(edges, 3, dtype=torch.float64).to(dtype) + 0.1
+    valid = dtype == torch.float32 and (nodes > 0 or edges == 0) and not (edges and bad_index in (-1, nodes))
+
+    def reference():
+        return conv.double()(x.double(), index, vec.double())
+
+    try:
+        expect(lambda: conv.float()(x, index, vec), valid, reference)
+    finally:
+        conv.float()
+
+
 TARGETS = {f.__name__.removeprefix("fuzz_"): f for f in
            (fuzz_sparse_accumulate, fuzz_spherical_harmonics, fuzz_tensor_product_conv, fuzz_uvw_op,
-            fuzz_modules)}  # fmt: skip
+            fuzz_modules, fuzz_graph, fuzz_so2_convolution)}  # fmt: skip
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:

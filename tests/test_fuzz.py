@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-TARGETS = ["sparse_accumulate", "spherical_harmonics", "tensor_product_conv", "uvw_op", "modules"]
+TARGETS = ["sparse_accumulate", "spherical_harmonics", "tensor_product_conv", "uvw_op", "modules", "graph", "so2_convolution"]
 
 
 def run(args, examples=None, timeout=600):

@@ -127,3 +127,21 @@ def test_non_periodic_structures_get_nan_stress_and_second_derivatives_work():
     assert torch.isnan(out["stress"]).all()
     (grad,) = torch.autograd.grad(out["forces"].square().sum(), pos)  # a force loss reaches the positions
     assert grad.shape == (4, 3) and torch.isfinite(grad).all() and grad.abs().max() > 0
+
+
+def test_species_index_energies_and_scale_shift():
+    from fastso3.models import AtomicEnergies, ScaleShift, SpeciesIndex
+
+    species = SpeciesIndex([8, 1, 29])
+    z = torch.tensor([1, 29, 8, 1])
+    assert species(z).tolist() == [1, 2, 0, 1]
+    for bad in ([1, 6], [0], [-3], [200]):
+        with pytest.raises(ValueError, match=r"atomic numbers \[.*\] are not among"):
+            species(torch.tensor(bad))
+    with pytest.raises(ValueError, match="distinct elements"):
+        SpeciesIndex([1, 1])
+    e0 = AtomicEnergies([-2.0, -0.5, -3.0])
+    torch.testing.assert_close(e0(species(z)), torch.tensor([-0.5, -3.0, -2.0, -0.5]))
+    block = ScaleShift(2.0, -1.0).double()
+    x = torch.tensor([0.0, 1.5], dtype=torch.float64)
+    torch.testing.assert_close(block(x), torch.tensor([-1.0, 2.0], dtype=torch.float64))

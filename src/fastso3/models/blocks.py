@@ -1,4 +1,4 @@
-"""Building blocks of interatomic potentials: radial bases and smooth cutoff envelopes.
+"""Building blocks of interatomic potentials: radial bases, smooth cutoff envelopes, species and energy scales.
 
 Conventions follow MACE (``mace/modules/radial.py``) and NequIP (``nequip/nn/radial_basis.py``,
 ``cutoffs.py``), whose formulas are restated here:
@@ -23,7 +23,16 @@ import math
 
 import torch
 
-__all__ = ["BesselBasis", "CosineCutoff", "GaussianBasis", "PolynomialCutoff", "RadialEmbedding"]
+__all__ = [
+    "AtomicEnergies",
+    "BesselBasis",
+    "CosineCutoff",
+    "GaussianBasis",
+    "PolynomialCutoff",
+    "RadialEmbedding",
+    "ScaleShift",
+    "SpeciesIndex",
+]
 
 
 def _as_column(r: torch.Tensor, name: str) -> torch.Tensor:
@@ -147,3 +156,56 @@ class RadialEmbedding(torch.nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return self.basis(r) * self.cutoff(r)
+
+
+class SpeciesIndex(torch.nn.Module):
+    """``atomic_numbers (N,) int64 -> species index (N,) int64`` in ``[0, len(atomic_numbers))``, the order given.
+
+    The model keeps this Z -> index table (a buffer), so data depends on the model only through its cutoff.
+    Unknown atomic numbers raise ``ValueError`` naming them (eagerly; under ``torch.compile`` the check is traced
+    away and the lookup's own bounds checks remain).
+    """
+
+    def __init__(self, atomic_numbers: list[int]) -> None:
+        super().__init__()
+        zs = [int(z) for z in atomic_numbers]
+        if not zs or len(set(zs)) != len(zs) or min(zs) < 1 or max(zs) > 118:
+            raise ValueError(f"SpeciesIndex: atomic_numbers must be distinct elements in 1..118, got {atomic_numbers}")
+        table = torch.full((119,), -1, dtype=torch.int64)
+        table[torch.tensor(zs)] = torch.arange(len(zs))
+        self.register_buffer("table", table)
+        self.atomic_numbers = zs
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dtype != torch.int64 or z.dim() != 1:
+            raise TypeError(f"SpeciesIndex: atomic numbers must be a 1-D int64 tensor, got {z.dtype} {tuple(z.shape)}")
+        if not torch.compiler.is_compiling() and z.numel():
+            bad = (z < 1) | (z > 118) | (self.table[z.clamp(0, 118)] < 0)
+            if bool(bad.any()):
+                unknown = sorted(set(z[bad].tolist()))
+                raise ValueError(f"SpeciesIndex: atomic numbers {unknown} are not among the model's {self.atomic_numbers}")
+        return self.table[z]
+
+
+class AtomicEnergies(torch.nn.Module):
+    """``species index (N,) -> E0 (N,)``: fixed per-element reference energies (a buffer, energy units)."""
+
+    def __init__(self, energies: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("energies", torch.tensor([float(e) for e in energies], dtype=torch.get_default_dtype()))
+
+    def forward(self, species: torch.Tensor) -> torch.Tensor:
+        return self.energies[species]
+
+
+class ScaleShift(torch.nn.Module):
+    """``x -> scale * x + shift`` (MACE's ``ScaleShiftBlock``): per-atom energies from normalised model outputs;
+    ``scale`` and ``shift`` are buffers in energy units (e.g. the force RMS and the mean energy per atom)."""
+
+    def __init__(self, scale: float, shift: float) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.get_default_dtype()))
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.get_default_dtype()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale.to(x.dtype) * x + self.shift.to(x.dtype)

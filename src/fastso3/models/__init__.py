@@ -5,26 +5,8 @@
 - :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain.
 """
 
-from .blocks import (
-    AtomicEnergies,
-    BesselBasis,
-    CosineCutoff,
-    GaussianBasis,
-    PolynomialCutoff,
-    RadialEmbedding,
-    ScaleShift,
-    SpeciesIndex,
-)
+from . import blocks
+from .blocks import *  # noqa: F403  (the names of blocks.__all__)
 from .outputs import forces_and_stress
 
-__all__ = [
-    "AtomicEnergies",
-    "BesselBasis",
-    "CosineCutoff",
-    "GaussianBasis",
-    "PolynomialCutoff",
-    "RadialEmbedding",
-    "ScaleShift",
-    "SpeciesIndex",
-    "forces_and_stress",
-]
+__all__ = [*blocks.__all__, "forces_and_stress"]

@@ -1,0 +1,146 @@
+"""NequIP (Batzner et al., Nat. Commun. 13, 2453 (2022)) on fastso3's fused channel-wise convolution.
+
+Architecture as the paper and ``nequip`` 0.6 lay it out (restated, not copied): a one-hot species embedding
+mapped linearly to scalar features; ``num_layers`` interaction blocks, each
+
+    x  = Linear(h)                                       (self-interaction)
+    m  = sum_{j in N(i)} TP_uvu(x_j, Y(r_ij); R(|r_ij|)) / sqrt(avg_num_neighbors)   (fused convolution)
+    m  = Linear(m)
+    h' = Gate(m + SelfConnection(h, species))            (+ h when the irreps match: ResNet update)
+
+with ``Y`` the spherical harmonics up to ``lmax`` (``normalize=True``, component normalization), ``R`` an MLP
+of the Bessel basis times the polynomial envelope; then a two-layer linear readout to one scalar per atom,
+scaled and shifted, plus the per-element reference energies, summed per structure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import nn, o3
+from ..core.irreps import Irreps
+from ..core.tensor_product_builders import channelwise_tensor_product_spec
+from ..ops import tensor_product_conv
+from .blocks import AtomicEnergies, RadialEmbedding, ScaleShift, SpeciesIndex
+
+__all__ = ["InteractionBlock", "NequIP"]
+
+
+def _gate(irreps_hidden: Irreps) -> tuple[nn.Gate, Irreps]:
+    """The gate producing ``irreps_hidden`` and its input irreps (scalars, one 0e gate per gated irrep, gated)."""
+    scalars = Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
+    gated = Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
+    gates = Irreps([(gated.num_irreps, "0e")]) if gated.num_irreps else Irreps("")
+    act_scalars = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+    gate = nn.Gate(scalars, act_scalars, gates, [torch.sigmoid] * len(gates), gated)
+    return gate, gate.irreps_in
+
+
+class InteractionBlock(torch.nn.Module):
+    """One NequIP interaction: ``h (N, irreps_in.dim) -> (N, irreps_out.dim)`` (see the module docstring).
+
+    Args:
+        irreps_in, irreps_out: node feature irreps (``irreps_out`` as e3nn-style irreps, e.g. ``"32x0e+16x1o"``).
+        irreps_sh: the edge spherical harmonics' irreps.
+        num_species: size of the one-hot species attributes used by the self-connection.
+        num_basis: radial basis size; radial_hidden: the radial MLP's hidden widths.
+        avg_num_neighbors: the message sum is divided by its square root.
+    """
+
+    def __init__(self, irreps_in, irreps_out, irreps_sh, num_species: int, num_basis: int = 8,
+                 radial_hidden: tuple[int, ...] = (64, 64), avg_num_neighbors: float = 1.0) -> None:  # fmt: skip
+        super().__init__()
+        self.irreps_in, self.irreps_out, self.irreps_sh = Irreps(irreps_in), Irreps(irreps_out), Irreps(irreps_sh)
+        if not avg_num_neighbors > 0:
+            raise ValueError(f"InteractionBlock: avg_num_neighbors must be positive, got {avg_num_neighbors}")
+        self.gate, irreps_gate_in = _gate(self.irreps_out)
+        self.linear_1 = o3.Linear(self.irreps_in, self.irreps_in)
+        spec = channelwise_tensor_product_spec(self.irreps_in, self.irreps_sh, irreps_gate_in)
+        self.conv = o3.TensorProduct(self.irreps_in, self.irreps_sh, spec["irreps_out"], spec["instructions"],
+                                     shared_weights=False, internal_weights=False)  # fmt: skip
+        self.radial = nn.FullyConnectedNet([num_basis, *radial_hidden, self.conv.weight_numel], torch.nn.functional.silu)
+        self.linear_2 = o3.Linear(self.conv.irreps_out, irreps_gate_in)
+        self.self_connection = o3.FullyConnectedTensorProduct(self.irreps_in, f"{num_species}x0e", irreps_gate_in)
+        self.resnet = self.irreps_in == self.irreps_out
+        self.norm = 1.0 / math.sqrt(avg_num_neighbors)
+
+    def forward(self, h: torch.Tensor, species_onehot: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """h: ``(N, irreps_in.dim)``; species_onehot: ``(N, num_species)``; edge_src/edge_dst: ``(E,)`` int64;
+        edge_sh: ``(E, irreps_sh.dim)``; edge_radial: ``(E, num_basis)`` (basis times envelope)."""
+        x = self.linear_1(h)
+        message = tensor_product_conv(x, edge_src, edge_dst, edge_sh, self.radial(edge_radial), self.conv, h.shape[0])
+        out = self.gate(self.linear_2(message * self.norm) + self.self_connection(h, species_onehot))
+        return out + h if self.resnet else out
+
+
+class NequIP(torch.nn.Module):
+    """A NequIP potential: ``(positions, atomic_numbers, graph) -> energy per structure``.
+
+    Args:
+        atomic_numbers: the elements the model knows, in its species order (e.g. ``[1, 6, 8]``).
+        r_max: cutoff (length units, Angstrom in the field); edges longer than it contribute nothing.
+        hidden_irreps: node features of every layer, one multiplicity for all irreps (the fused channel-wise
+            convolution's layout, as MACE's), e.g. ``"32x0e + 32x1o + 32x2e"``.
+        lmax: degree of the edge spherical harmonics.
+        num_layers, num_basis, radial_hidden, avg_num_neighbors: see :class:`InteractionBlock`.
+        atomic_energies: per-element reference energies E0 in the order of ``atomic_numbers`` (default zeros).
+        scale, shift: of the per-atom energies (energy units; e.g. the force RMS and mean energy per atom).
+    """
+
+    def __init__(self, atomic_numbers: list[int], r_max: float, hidden_irreps="8x0e + 8x1o + 8x2e", lmax: int = 2,
+                 num_layers: int = 3, num_basis: int = 8, radial_hidden: tuple[int, ...] = (64, 64),
+                 avg_num_neighbors: float = 1.0, atomic_energies: list[float] | None = None, scale: float = 1.0,
+                 shift: float = 0.0) -> None:  # fmt: skip
+        super().__init__()
+        self.species = SpeciesIndex(atomic_numbers)
+        self.num_species = len(atomic_numbers)
+        self.r_max = float(r_max)
+        hidden = Irreps(hidden_irreps)
+        scalars = hidden.count("0e")
+        if scalars == 0 or len({mul for mul, _ in hidden}) != 1:
+            raise ValueError(f"NequIP: hidden_irreps needs even scalars (0e) and one multiplicity, got {hidden}")
+        self.irreps_sh = Irreps.spherical_harmonics(lmax)
+        self.embedding = o3.Linear(f"{self.num_species}x0e", f"{scalars}x0e")
+        self.radial_embedding = RadialEmbedding(r_max, num_basis)
+        irreps = [Irreps(f"{scalars}x0e")] + [hidden] * num_layers
+        self.layers = torch.nn.ModuleList(
+            InteractionBlock(a, b, self.irreps_sh, self.num_species, num_basis, radial_hidden, avg_num_neighbors)
+            for a, b in zip(irreps, irreps[1:])
+        )
+        self.readout = torch.nn.Sequential(o3.Linear(hidden, f"{max(scalars // 2, 1)}x0e"),
+                                           o3.Linear(f"{max(scalars // 2, 1)}x0e", "1x0e"))  # fmt: skip
+        self.scale_shift = ScaleShift(scale, shift)
+        self.atomic_energies = AtomicEnergies(atomic_energies if atomic_energies is not None else [0.0] * self.num_species)
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
+                edge_dst: torch.Tensor, shifts: torch.Tensor | None = None, cell: torch.Tensor | None = None,
+                batch: torch.Tensor | None = None, num_graphs: int = 1) -> torch.Tensor:  # fmt: skip
+        """Energies ``(num_graphs,)`` (energy units) of structures given by
+
+        positions ``(N, 3)`` (length units, the model's dtype), atomic_numbers ``(N,)`` int64, edges ``(E,)``
+        int64 sorted or not (e.g. from ``fastso3.graph.neighbor_list``), integer ``shifts (E, 3)`` with
+        ``cell (G, 3, 3)`` for periodic structures, ``batch (N,)`` int64 structure index.
+        Differentiable in positions and cell: use ``models.forces_and_stress`` for forces and stress.
+        """
+        if batch is None:
+            batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
+        vec = positions[edge_dst] - positions[edge_src]
+        if shifts is not None:
+            if cell is None:
+                raise ValueError("NequIP: shifts need the cells (G, 3, 3) of the structures")
+            vec = vec + torch.einsum("ei,eij->ej", shifts.to(vec.dtype), cell[batch[edge_src]])
+        species = self.species(atomic_numbers)
+        onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        radial = self.radial_embedding(torch.linalg.vector_norm(vec, dim=-1))
+        h = self.embedding(onehot)
+        for layer in self.layers:
+            h = layer(h, onehot, edge_src, edge_dst, sh, radial)
+        node_energy = self.scale_shift(self.readout(h)[:, 0]) + self.atomic_energies(species).to(positions.dtype)
+        # a (G, N) one-hot product, not index_add: inductor's CPU codegen fails on a float64 scatter into few
+        # rows (torch 2.13), and G N is small for any batch of structures
+        membership = torch.nn.functional.one_hot(batch, num_graphs).to(node_energy.dtype)
+        return membership.T @ node_energy

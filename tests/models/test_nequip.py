@@ -1,0 +1,96 @@
+"""NequIP on fastso3: E(3) symmetry of energy, forces and stress, conservative forces, float32, compile."""
+
+import pytest
+import torch
+
+from fastso3.graph import neighbor_list, radius_graph
+from fastso3.models import NequIP, forces_and_stress
+from fastso3.o3 import rand_matrix
+from fastso3.testing import assert_conservative
+
+R_MAX = 3.0
+Z = torch.tensor([8, 1, 1, 8, 1, 1])
+
+
+def model(dtype=torch.float64, **kwargs):
+    torch.manual_seed(0)
+    return NequIP([1, 8], r_max=R_MAX, num_layers=2, atomic_energies=[-0.5, -2.0], **kwargs).to(dtype)
+
+
+def cluster(dtype=torch.float64):
+    return torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=dtype) * 1.2
+
+
+def molecule_energy(net, z=Z):
+    def energy(pos, cell):
+        src, dst = radius_graph(pos, R_MAX)
+        return net(pos, z, src, dst)
+
+    return energy
+
+
+@pytest.mark.parametrize("parity", [1, -1])
+def test_energy_invariant_forces_rotate(parity):
+    net, pos = model(), cluster()
+    energy = molecule_energy(net)
+    no_cell = torch.zeros(3, 3, dtype=torch.float64)
+    out = forces_and_stress(energy, pos, no_cell, stress=False)
+    rot = parity * rand_matrix(dtype=torch.float64)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    moved = (pos @ rot.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))[perm]
+    out2 = forces_and_stress(molecule_energy(net, Z[perm]), moved, no_cell, stress=False)
+    torch.testing.assert_close(out2["energy"], out["energy"], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out2["forces"], (out["forces"] @ rot.T)[perm], rtol=1e-9, atol=1e-10)
+    assert out["forces"].abs().max() > 1e-3  # not trivially zero
+
+
+def periodic(net, pos, cell):
+    src, dst, shifts = neighbor_list(pos.detach(), cell.detach(), True, R_MAX)
+
+    def energy(p, c):
+        return net(p, Z, src, dst, shifts, c)
+
+    return forces_and_stress(energy, pos, cell)
+
+
+def test_periodic_energy_forces_and_stress_transform():
+    net = model()
+    cell = torch.eye(3, dtype=torch.float64) * 3.2 + 0.3 * torch.rand(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    pos = torch.rand(6, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) @ cell
+    out = periodic(net, pos, cell)
+    rot = rand_matrix(dtype=torch.float64)
+    out2 = periodic(net, pos @ rot.T, cell @ rot.T)
+    torch.testing.assert_close(out2["energy"], out["energy"], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out2["forces"], out["forces"] @ rot.T, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(out2["stress"][0], rot @ out["stress"][0] @ rot.T, rtol=1e-9, atol=1e-10)
+    assert out["stress"].abs().max() > 1e-4
+
+
+def test_forces_are_conservative():
+    net = model()
+    errors = assert_conservative(lambda p: molecule_energy(net)(p, None), cluster())
+    assert errors["force_error"] < 1e-6
+
+
+def test_float32_matches_float64():
+    pos = cluster()
+    e64 = molecule_energy(model())(pos, None)
+    e32 = molecule_energy(model(torch.float32))(pos.float(), None)
+    torch.testing.assert_close(e32.double(), e64.detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_elements_and_bad_irreps():
+    net, pos = model(), cluster()
+    src, dst = radius_graph(pos, R_MAX)
+    with pytest.raises(ValueError, match=r"atomic numbers \[6\]"):
+        net(pos, torch.tensor([8, 1, 1, 6, 1, 1]), src, dst)
+    with pytest.raises(ValueError, match="one multiplicity"):
+        NequIP([1], R_MAX, hidden_irreps="8x0e + 4x1o")
+
+
+@pytest.mark.compile
+def test_compiled_inference_matches_eager():
+    net, pos = model(), cluster()
+    src, dst = radius_graph(pos, R_MAX)
+    compiled = torch.compile(net, fullgraph=True)
+    torch.testing.assert_close(compiled(pos, Z, src, dst), net(pos, Z, src, dst), rtol=1e-10, atol=1e-10)

@@ -1,0 +1,44 @@
+"""The import direction of docs/design.md: core <- kernels <- front (o3, nn, so2, ops, graph, ...) <- models <- cli.
+
+A module may import its own layer and the layers below, never a higher one (lazy imports inside functions
+count too: they are read from the source)."""
+
+import ast
+from pathlib import Path
+
+import fastso3
+
+ROOT = Path(fastso3.__file__).parent
+RANK = {"core": 0, "kernels": 1, "o3": 2, "nn": 2, "so2": 2, "ops": 2, "graph": 2, "math": 2, "functional": 2,
+        "irreps_tensor": 2, "testing": 2, "models": 3, "compat": 3, "cli": 4, "__init__": 4}  # fmt: skip
+# Known, tracked: Irreps.D_from_* reach the torch front lazily; issue 17 moves the Wigner-D math below both fronts.
+KNOWN = {("core/irreps.py", "o3")}
+
+
+def layer_of(relative: Path) -> str:
+    return relative.parts[0].removesuffix(".py")
+
+
+def imported_layers(path: Path):
+    """The top-level fastso3 layers that ``path`` imports."""
+    package = list(path.relative_to(ROOT).parent.parts)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:  # relative: resolved against this module's package
+            full = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            yield from [full[0]] if full else [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastso3"):
+            parts = node.module.split(".")[1:]
+            yield from [parts[0]] if parts else [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
+            yield from [alias.name.split(".")[1] for alias in node.names if alias.name.startswith("fastso3.")]
+
+
+def test_lower_layers_never_import_higher_ones():
+    violations = []
+    for path in ROOT.rglob("*.py"):
+        relative = path.relative_to(ROOT)
+        own = RANK[layer_of(relative)]
+        for layer in set(imported_layers(path)):
+            if layer in RANK and RANK[layer] > own and (relative.as_posix(), layer) not in KNOWN:
+                violations.append(f"{relative} imports {layer}")
+    assert not violations, violations

@@ -94,3 +94,15 @@ def test_compiled_inference_matches_eager():
     src, dst = radius_graph(pos, R_MAX)
     compiled = torch.compile(net, fullgraph=True)
     torch.testing.assert_close(compiled(pos, Z, src, dst), net(pos, Z, src, dst), rtol=1e-10, atol=1e-10)
+
+
+def test_a_batch_equals_its_structures():
+    net = model()
+    a, b = cluster(), torch.randn(4, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    za, zb = Z, torch.tensor([1, 8, 8, 1])
+    pos, z = torch.cat([a, b]), torch.cat([za, zb])
+    batch = torch.tensor([0] * 6 + [1] * 4)
+    src, dst = radius_graph(pos, R_MAX, batch)
+    together = net(pos, z, src, dst, batch=batch, num_graphs=2)
+    alone = [molecule_energy(net, zz)(p, None) for p, zz in ((a, za), (b, zb))]
+    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-12, atol=1e-12)

@@ -2,13 +2,15 @@
 
 - :mod:`~fastso3.models.blocks`: radial bases (Bessel, Gaussian), cutoff envelopes (polynomial, cosine), the
   Z -> species table, per-element reference energies and the energy scale/shift;
-- :class:`NequIP` and its :class:`InteractionBlock` on the fused channel-wise convolution;
+- :class:`NequIP` and its :class:`InteractionBlock` on the fused channel-wise convolution; :class:`ESCN` and its
+  :class:`SO2InteractionBlock` on ``fastso3.so2.SO2Convolution``;
 - :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain.
 """
 
 from . import blocks
 from .blocks import *  # noqa: F403  (the names of blocks.__all__)
+from .escn import ESCN, SO2InteractionBlock
 from .nequip import InteractionBlock, NequIP
 from .outputs import forces_and_stress
 
-__all__ = [*blocks.__all__, "InteractionBlock", "NequIP", "forces_and_stress"]
+__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "NequIP", "SO2InteractionBlock", "forces_and_stress"]

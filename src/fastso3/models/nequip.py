@@ -23,7 +23,8 @@ from .. import nn, o3
 from ..core.irreps import Irreps
 from ..core.tensor_product_builders import channelwise_tensor_product_spec
 from ..ops import tensor_product_conv
-from .blocks import AtomicEnergies, RadialEmbedding, ScaleShift, SpeciesIndex
+from ._potential import Potential
+from .blocks import RadialEmbedding
 
 __all__ = ["InteractionBlock", "NequIP"]
 
@@ -76,8 +77,8 @@ class InteractionBlock(torch.nn.Module):
         return out + h if self.resnet else out
 
 
-class NequIP(torch.nn.Module):
-    """A NequIP potential: ``(positions, atomic_numbers, graph) -> energy per structure``.
+class NequIP(Potential):
+    """A NequIP potential: ``(positions, atomic_numbers, graph) -> energy per structure`` (see ``Potential.forward``).
 
     Args:
         atomic_numbers: the elements the model knows, in its species order (e.g. ``[1, 6, 8]``).
@@ -94,53 +95,21 @@ class NequIP(torch.nn.Module):
                  num_layers: int = 3, num_basis: int = 8, radial_hidden: tuple[int, ...] = (64, 64),
                  avg_num_neighbors: float = 1.0, atomic_energies: list[float] | None = None, scale: float = 1.0,
                  shift: float = 0.0) -> None:  # fmt: skip
-        super().__init__()
-        self.species = SpeciesIndex(atomic_numbers)
-        self.num_species = len(atomic_numbers)
-        self.r_max = float(r_max)
         hidden = Irreps(hidden_irreps)
-        scalars = hidden.count("0e")
-        if scalars == 0 or len({mul for mul, _ in hidden}) != 1:
-            raise ValueError(f"NequIP: hidden_irreps needs even scalars (0e) and one multiplicity, got {hidden}")
+        super().__init__("NequIP", atomic_numbers, r_max, hidden, atomic_energies, scale, shift)
+        if len({mul for mul, _ in hidden}) != 1:
+            raise ValueError(f"NequIP: hidden_irreps needs one multiplicity (the fused convolution's), got {hidden}")
         self.irreps_sh = Irreps.spherical_harmonics(lmax)
-        self.embedding = o3.Linear(f"{self.num_species}x0e", f"{scalars}x0e")
         self.radial_embedding = RadialEmbedding(r_max, num_basis)
-        irreps = [Irreps(f"{scalars}x0e")] + [hidden] * num_layers
+        irreps = [Irreps(f"{self.scalars}x0e")] + [hidden] * num_layers
         self.layers = torch.nn.ModuleList(
             InteractionBlock(a, b, self.irreps_sh, self.num_species, num_basis, radial_hidden, avg_num_neighbors)
             for a, b in zip(irreps, irreps[1:])
         )
-        self.readout = torch.nn.Sequential(o3.Linear(hidden, f"{max(scalars // 2, 1)}x0e"),
-                                           o3.Linear(f"{max(scalars // 2, 1)}x0e", "1x0e"))  # fmt: skip
-        self.scale_shift = ScaleShift(scale, shift)
-        self.atomic_energies = AtomicEnergies(atomic_energies if atomic_energies is not None else [0.0] * self.num_species)
 
-    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
-                edge_dst: torch.Tensor, shifts: torch.Tensor | None = None, cell: torch.Tensor | None = None,
-                batch: torch.Tensor | None = None, num_graphs: int = 1) -> torch.Tensor:  # fmt: skip
-        """Energies ``(num_graphs,)`` (energy units) of structures given by
-
-        positions ``(N, 3)`` (length units, the model's dtype), atomic_numbers ``(N,)`` int64, edges ``(E,)``
-        int64 sorted or not (e.g. from ``fastso3.graph.neighbor_list``), integer ``shifts (E, 3)`` with
-        ``cell (G, 3, 3)`` for periodic structures, ``batch (N,)`` int64 structure index.
-        Differentiable in positions and cell: use ``models.forces_and_stress`` for forces and stress.
-        """
-        if batch is None:
-            batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
-        vec = positions[edge_dst] - positions[edge_src]
-        if shifts is not None:
-            if cell is None:
-                raise ValueError("NequIP: shifts need the cells (G, 3, 3) of the structures")
-            vec = vec + torch.einsum("ei,eij->ej", shifts.to(vec.dtype), cell[batch[edge_src]])
-        species = self.species(atomic_numbers)
-        onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
+    def interact(self, h, onehot, edge_src, edge_dst, vec):
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         radial = self.radial_embedding(torch.linalg.vector_norm(vec, dim=-1))
-        h = self.embedding(onehot)
         for layer in self.layers:
             h = layer(h, onehot, edge_src, edge_dst, sh, radial)
-        node_energy = self.scale_shift(self.readout(h)[:, 0]) + self.atomic_energies(species).to(positions.dtype)
-        # a (G, N) one-hot product, not index_add: inductor's CPU codegen fails on a float64 scatter into few
-        # rows (torch 2.13), and G N is small for any batch of structures
-        membership = torch.nn.functional.one_hot(batch, num_graphs).to(node_energy.dtype)
-        return membership.T @ node_energy
+        return h

@@ -1,10 +1,11 @@
-"""NequIP on fastso3: E(3) symmetry of energy, forces and stress, conservative forces, float32, compile."""
+"""The potentials of fastso3.models (NequIP, ESCN): E(3) symmetry of energy, forces and stress, conservative
+forces, float32, batches, compile."""
 
 import pytest
 import torch
 
 from fastso3.graph import neighbor_list, radius_graph
-from fastso3.models import NequIP, forces_and_stress
+from fastso3.models import ESCN, NequIP, forces_and_stress
 from fastso3.o3 import rand_matrix
 from fastso3.testing import assert_conservative
 
@@ -12,9 +13,12 @@ R_MAX = 3.0
 Z = torch.tensor([8, 1, 1, 8, 1, 1])
 
 
-def model(dtype=torch.float64, **kwargs):
+MODELS = pytest.mark.parametrize("cls", [NequIP, ESCN])
+
+
+def model(dtype=torch.float64, cls=NequIP):
     torch.manual_seed(0)
-    return NequIP([1, 8], r_max=R_MAX, num_layers=2, atomic_energies=[-0.5, -2.0], **kwargs).to(dtype)
+    return cls([1, 8], r_max=R_MAX, num_layers=2, atomic_energies=[-0.5, -2.0]).to(dtype)
 
 
 def cluster(dtype=torch.float64):
@@ -29,9 +33,10 @@ def molecule_energy(net, z=Z):
     return energy
 
 
+@MODELS
 @pytest.mark.parametrize("parity", [1, -1])
-def test_energy_invariant_forces_rotate(parity):
-    net, pos = model(), cluster()
+def test_energy_invariant_forces_rotate(parity, cls):
+    net, pos = model(cls=cls), cluster()
     energy = molecule_energy(net)
     no_cell = torch.zeros(3, 3, dtype=torch.float64)
     out = forces_and_stress(energy, pos, no_cell, stress=False)
@@ -53,8 +58,9 @@ def periodic(net, pos, cell):
     return forces_and_stress(energy, pos, cell)
 
 
-def test_periodic_energy_forces_and_stress_transform():
-    net = model()
+@MODELS
+def test_periodic_energy_forces_and_stress_transform(cls):
+    net = model(cls=cls)
     cell = torch.eye(3, dtype=torch.float64) * 3.2 + 0.3 * torch.rand(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     pos = torch.rand(6, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) @ cell
     out = periodic(net, pos, cell)
@@ -66,16 +72,18 @@ def test_periodic_energy_forces_and_stress_transform():
     assert out["stress"].abs().max() > 1e-4
 
 
-def test_forces_are_conservative():
-    net = model()
+@MODELS
+def test_forces_are_conservative(cls):
+    net = model(cls=cls)
     errors = assert_conservative(lambda p: molecule_energy(net)(p, None), cluster())
     assert errors["force_error"] < 1e-6
 
 
-def test_float32_matches_float64():
+@MODELS
+def test_float32_matches_float64(cls):
     pos = cluster()
-    e64 = molecule_energy(model())(pos, None)
-    e32 = molecule_energy(model(torch.float32))(pos.float(), None)
+    e64 = molecule_energy(model(cls=cls))(pos, None)
+    e32 = molecule_energy(model(torch.float32, cls))(pos.float(), None)
     torch.testing.assert_close(e32.double(), e64.detach(), rtol=1e-4, atol=1e-4)
 
 
@@ -96,8 +104,9 @@ def test_compiled_inference_matches_eager():
     torch.testing.assert_close(compiled(pos, Z, src, dst), net(pos, Z, src, dst), rtol=1e-10, atol=1e-10)
 
 
-def test_a_batch_equals_its_structures():
-    net = model()
+@MODELS
+def test_a_batch_equals_its_structures(cls):
+    net = model(cls=cls)
     a, b = cluster(), torch.randn(4, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     za, zb = Z, torch.tensor([1, 8, 8, 1])
     pos, z = torch.cat([a, b]), torch.cat([za, zb])

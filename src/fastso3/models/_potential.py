@@ -1,0 +1,67 @@
+"""What every potential of ``fastso3.models`` shares: species, embedding, edge vectors, readout and energies."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import o3
+from ..core.irreps import Irreps
+from .blocks import AtomicEnergies, ScaleShift, SpeciesIndex
+
+
+class Potential(torch.nn.Module):
+    """Base of the models: ``(positions, atomic_numbers, graph) -> energy per structure``.
+
+    Subclasses build ``self.layers``-style message passing in :meth:`interact`; this class embeds the species
+    as ``scalars x 0e`` features, reads the final ``hidden`` features out to one scalar per atom (two linears),
+    scales and shifts it, adds the per-element E0s and sums per structure.
+    """
+
+    def __init__(self, name: str, atomic_numbers: list[int], r_max: float, hidden: Irreps,
+                 atomic_energies: list[float] | None, scale: float, shift: float) -> None:  # fmt: skip
+        super().__init__()
+        self.species = SpeciesIndex(atomic_numbers)
+        self.num_species = len(atomic_numbers)
+        self.r_max = float(r_max)
+        self.scalars = hidden.count("0e")
+        if self.scalars == 0:
+            raise ValueError(f"{name}: hidden_irreps needs even scalars (0e), got {hidden}")
+        self.embedding = o3.Linear(f"{self.num_species}x0e", f"{self.scalars}x0e")
+        middle = f"{max(self.scalars // 2, 1)}x0e"
+        self.readout = torch.nn.Sequential(o3.Linear(hidden, middle), o3.Linear(middle, "1x0e"))
+        self.scale_shift = ScaleShift(scale, shift)
+        energies = atomic_energies if atomic_energies is not None else [0.0] * self.num_species
+        self.atomic_energies = AtomicEnergies(energies)
+        self._name = name
+
+    def interact(self, h: torch.Tensor, onehot: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
+                 vec: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``h (N, scalars)`` embedded species -> ``(N, hidden.dim)`` after message passing over edge vectors
+        ``vec (E, 3) = r_dst - r_src (+ shift)``."""
+        raise NotImplementedError
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
+                edge_dst: torch.Tensor, shifts: torch.Tensor | None = None, cell: torch.Tensor | None = None,
+                batch: torch.Tensor | None = None, num_graphs: int = 1) -> torch.Tensor:  # fmt: skip
+        """Energies ``(num_graphs,)`` (energy units) of structures given by
+
+        positions ``(N, 3)`` (length units, the model's dtype), atomic_numbers ``(N,)`` int64, edges ``(E,)``
+        int64 (e.g. from ``fastso3.graph.neighbor_list``), integer ``shifts (E, 3)`` with ``cell (G, 3, 3)``
+        for periodic structures, ``batch (N,)`` int64 structure index.
+        Differentiable in positions and cell: use ``models.forces_and_stress`` for forces and stress.
+        """
+        if batch is None:
+            batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
+        vec = positions[edge_dst] - positions[edge_src]
+        if shifts is not None:
+            if cell is None:
+                raise ValueError(f"{self._name}: shifts need the cells (G, 3, 3) of the structures")
+            vec = vec + torch.einsum("ei,eij->ej", shifts.to(vec.dtype), cell[batch[edge_src]])
+        species = self.species(atomic_numbers)
+        onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
+        h = self.interact(self.embedding(onehot), onehot, edge_src, edge_dst, vec)
+        node_energy = self.scale_shift(self.readout(h)[:, 0]) + self.atomic_energies(species).to(positions.dtype)
+        # a (G, N) one-hot product, not index_add: inductor's CPU codegen fails on a float64 scatter into few
+        # rows (torch 2.13), and G N is small for any batch of structures
+        membership = torch.nn.functional.one_hot(batch, num_graphs).to(node_energy.dtype)
+        return membership.T @ node_energy

@@ -33,7 +33,7 @@ from .o3._tensor_product import (
     TensorSquare,
 )
 
-__all__ = ["from_e3nn", "to_e3nn"]
+__all__ = ["E3nnNequIP", "from_e3nn", "to_e3nn"]
 
 _TP_CLASSES = ("TensorSquare", "FullTensorProduct", "ElementwiseTensorProduct", "FullyConnectedTensorProduct", "TensorProduct")
 _OURS = {
@@ -238,3 +238,51 @@ def to_e3nn(module: torch.nn.Module) -> Any:
             _copy(twin.weight, module.weight)
         return twin
     raise TypeError(f"to_e3nn: unsupported module type {type(module).__name__}")
+
+
+class E3nnNequIP(torch.nn.Module):
+    """The forward of a :class:`fastso3.models.NequIP` with every equivariant piece an e3nn 0.6.0 module carrying
+    the model's weights (built once): the oracle of its tests and the peer of ``fastso3 bench nequip``.
+
+    ``forward(positions (N, 3), atomic_numbers (N,), edge_src (E,), edge_dst (E,)) -> energy ()`` of one
+    non-periodic structure, in the model's dtype; the convolution is e3nn's ``TensorProduct`` on the gathered
+    senders followed by ``index_add`` into the receivers.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        from e3nn import nn as e3nn_nn
+
+        self.model = model  # species table, radial embedding, scale/shift and E0s: plain torch, shared
+        self.embedding = to_e3nn(model.embedding)
+        self.layers = torch.nn.ModuleList()
+        for layer in model.layers:
+            fc = e3nn_nn.FullyConnectedNet(layer.radial.hs, torch.nn.functional.silu).to(next(layer.radial.parameters()).dtype)
+            fc.load_state_dict(layer.radial.state_dict())
+            g = layer.gate
+            acts = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in g.irreps_scalars]
+            gate = e3nn_nn.Gate(str(g.irreps_scalars), acts, str(g.irreps_gates), [torch.sigmoid] * len(g.irreps_gates),
+                                str(g.irreps_gated))  # fmt: skip
+            self.layers.append(torch.nn.ModuleDict({
+                "radial": fc, "gate": gate, "linear_1": to_e3nn(layer.linear_1), "conv": to_e3nn(layer.conv),
+                "linear_2": to_e3nn(layer.linear_2), "self_connection": to_e3nn(layer.self_connection),
+            }))  # fmt: skip
+        self.readout = torch.nn.Sequential(*(to_e3nn(linear) for linear in model.readout))
+
+    def forward(self, positions, atomic_numbers, edge_src, edge_dst):
+        from e3nn import o3 as e3nn_o3
+
+        model = self.model
+        species = model.species(atomic_numbers)
+        onehot = torch.nn.functional.one_hot(species, model.num_species).to(positions.dtype)
+        vec = positions[edge_dst] - positions[edge_src]
+        sh = e3nn_o3.spherical_harmonics(str(model.irreps_sh), vec, normalize=True, normalization="component")
+        radial = model.radial_embedding(vec.norm(dim=-1))
+        h = self.embedding(onehot)
+        for ours, twin in zip(model.layers, self.layers):
+            per_edge = twin["conv"](twin["linear_1"](h)[edge_src], sh, twin["radial"](radial))
+            message = per_edge.new_zeros(h.shape[0], per_edge.shape[1]).index_add(0, edge_dst, per_edge)
+            out = twin["gate"](twin["linear_2"](message * ours.norm) + twin["self_connection"](h, onehot))
+            h = out + h if ours.resnet else out
+        node = model.scale_shift(self.readout(h)[:, 0]) + model.atomic_energies(species).to(positions.dtype)
+        return node.sum()

@@ -1,8 +1,8 @@
 """Benchmark ``nequip``: a NequIP potential's energy and forces, fastso3 vs the same network on e3nn 0.6.0.
 
 Configuration: ``fastso3.models.NequIP`` with hidden irreps ``32x0e+32x1o+32x2e``, spherical harmonics l <= 2,
-3 layers, r_max 4 A, two elements; a periodic-free cluster of random points at liquid-like density (about 30
-neighbours per atom), 64 and 256 atoms (32 with ``--quick``). Float32, same weights. Providers:
+3 layers, r_max 4 A, two elements; a periodic-free cluster of random points at a density of 30
+neighbours per atom in the bulk (16 per atom at 64 atoms, most near the surface), 64 and 256 atoms (32 with ``--quick``). Float32, same weights. Providers:
 
 * ``fastso3``: the model (fused channel-wise convolution, compiled CPU kernels);
 * ``e3nn``: ``fastso3.compat.E3nnNequIP``, the same forward on e3nn modules (gathered TensorProduct + index_add).

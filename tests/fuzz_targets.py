@@ -9,6 +9,7 @@ examples per target is ``FASTSO3_FUZZ_EXAMPLES`` (default 40; the slow test runs
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -128,29 +129,25 @@ def convolution(draw):
     hi = nodes + 1
     src = draw(st.lists(st.integers(-2, hi), min_size=edges, max_size=edges))
     dst = draw(st.lists(st.integers(-2, hi), min_size=edges, max_size=edges))
-    return nodes, src, dst, draw(DTYPES), draw(DTYPES), draw(INDEX_DTYPES), draw(BACKENDS), draw(st.integers(0, 2))
+    return nodes, src, dst, draw(DTYPES), draw(DTYPES), draw(INDEX_DTYPES), draw(BACKENDS)
 
 
-_CONV = {}
-
-
-def conv_product(channels):
-    if channels not in _CONV:
-        irreps = o3.Irreps(f"{max(channels, 1)}x0e + {max(channels, 1)}x1o") if channels else o3.Irreps("")
-        _CONV[channels] = o3.TensorProduct(
-            "2x0e + 2x1o", "0e + 1o", "2x0e + 2x1o",
-            [(0, 0, 0, "uvu", True), (1, 0, 1, "uvu", True), (0, 1, 1, "uvu", True), (1, 1, 0, "uvu", True)],
-            shared_weights=False, internal_weights=False,
-        ) if irreps.dim else None  # fmt: skip
-    return _CONV[channels]
+@functools.cache
+def conv_product():
+    """A channel-wise product with every path kind (scalar and vector inputs, scalar and vector outputs)."""
+    return o3.TensorProduct(
+        "2x0e + 2x1o", "0e + 1o", "2x0e + 2x1o",
+        [(0, 0, 0, "uvu", True), (1, 0, 1, "uvu", True), (0, 1, 1, "uvu", True), (1, 1, 0, "uvu", True)],
+        shared_weights=False, internal_weights=False,
+    )  # fmt: skip
 
 
 @SETTINGS
 @given(convolution(), st.booleans())
 def fuzz_tensor_product_conv(case, with_grad):
     """Out-of-range and negative senders or receivers, zero nodes or edges, mixed dtypes, backend names."""
-    nodes, src, dst, dt_x, dt_e, idt, backend, _ = case
-    tp = conv_product(2)
+    nodes, src, dst, dt_x, dt_e, idt, backend = case
+    tp = conv_product()
     edges = len(src)
     x = torch.randn(nodes, tp.irreps_in1.dim, dtype=torch.float64).to(dt_x)
     sh = torch.randn(edges, tp.irreps_in2.dim, dtype=torch.float64).to(dt_e)

@@ -253,6 +253,8 @@ class E3nnNequIP(torch.nn.Module):
         super().__init__()
         from e3nn import nn as e3nn_nn
 
+        from .models.nequip import scalar_activations
+
         self.model = model  # species table, radial embedding, scale/shift and E0s: plain torch, shared
         self.embedding = to_e3nn(model.embedding)
         self.layers = torch.nn.ModuleList()
@@ -260,8 +262,7 @@ class E3nnNequIP(torch.nn.Module):
             fc = e3nn_nn.FullyConnectedNet(layer.radial.hs, torch.nn.functional.silu).to(next(layer.radial.parameters()).dtype)
             fc.load_state_dict(layer.radial.state_dict())
             g = layer.gate
-            acts = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in g.irreps_scalars]
-            gate = e3nn_nn.Gate(str(g.irreps_scalars), acts, str(g.irreps_gates), [torch.sigmoid] * len(g.irreps_gates),
+            gate = e3nn_nn.Gate(str(g.irreps_scalars), scalar_activations(g.irreps_scalars), str(g.irreps_gates), [torch.sigmoid] * len(g.irreps_gates),
                                 str(g.irreps_gated))  # fmt: skip
             self.layers.append(torch.nn.ModuleDict({
                 "radial": fc, "gate": gate, "linear_1": to_e3nn(layer.linear_1), "conv": to_e3nn(layer.conv),

@@ -104,10 +104,7 @@ def tensor_product_conv(
         raise ValueError(f"edge_weights has {edge_weights.shape[0]} rows but edge_attr has {edges}")
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
-    for name, idx in (("edge_src", edge_src), ("edge_dst", edge_dst)):
-        if isinstance(idx, torch.Tensor) and idx.numel() != edges:
-            raise ValueError(f"{name} has {idx.numel()} entries but edge_attr has {edges} rows")
-    # the CSR below needs int64 indices; the op checks their values
+    # one entry per edge_attr row, int64 for the CSR below; the op checks their values
     for name, idx in (("edge_src", edge_src), ("edge_dst", edge_dst)):
         check_index("tensor_product_conv", name, idx, 0, length=edges, device=node_features.device, values=False)
     backend = registry.resolve_backend("tensor_product_conv", backend, node_features.device, node_features.dtype)

@@ -29,13 +29,17 @@ from .blocks import RadialEmbedding
 __all__ = ["InteractionBlock", "NequIP"]
 
 
+def scalar_activations(irreps_scalars: Irreps) -> list:
+    """NequIP's activations of the gate's scalars: SiLU for even (0e), tanh for odd (0o) ones."""
+    return [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in irreps_scalars]
+
+
 def _gate(irreps_hidden: Irreps) -> tuple[nn.Gate, Irreps]:
     """The gate producing ``irreps_hidden`` and its input irreps (scalars, one 0e gate per gated irrep, gated)."""
     scalars = Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
     gated = Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
     gates = Irreps([(gated.num_irreps, "0e")]) if gated.num_irreps else Irreps("")
-    act_scalars = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
-    gate = nn.Gate(scalars, act_scalars, gates, [torch.sigmoid] * len(gates), gated)
+    gate = nn.Gate(scalars, scalar_activations(scalars), gates, [torch.sigmoid] * len(gates), gated)
     return gate, gate.irreps_in
 
 

@@ -377,6 +377,37 @@ def _demo_tensor_products(ctx: DemoContext) -> None:
     ctx.out("(full benchmarks: fastso3 bench tp, fastso3 bench conv; results in benchmarks/results/README.md)")
 
 
+@demo_section("An interatomic potential: NequIP on fastso3 (fastso3.models)")
+def _demo_potential(ctx: DemoContext) -> None:
+    from fastso3.graph import neighbor_list
+    from fastso3.models import NequIP, forces_and_stress
+    from fastso3.o3 import rand_matrix
+
+    torch.manual_seed(0)
+    model = NequIP([1, 8], r_max=4.0, hidden_irreps="16x0e + 16x1o + 16x2e", num_layers=2,
+                   atomic_energies=[-13.6, -2041.3], avg_num_neighbors=20.0).double()  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    cell = torch.eye(3, dtype=torch.float64) * 6.0
+    pos = torch.rand(24, 3, generator=gen, dtype=torch.float64) @ cell
+    z = torch.where(torch.arange(24) % 3 == 0, 8, 1)
+
+    def predict(positions, cells):
+        src, dst, shifts = neighbor_list(positions.detach(), cells.detach(), True, model.r_max)
+        return forces_and_stress(lambda p, c: model(p, z, src, dst, shifts, c), positions, cells)
+
+    out = predict(pos, cell)
+    rot = rand_matrix(dtype=torch.float64)
+    turned = predict(pos @ rot.T, cell @ rot.T)
+    ctx.out(f"periodic cell of 24 atoms (8 O, 16 H), untrained model, float64: energy {float(out['energy'][0]):.4f} eV")
+    ctx.out(f"max |F| {float(out['forces'].abs().max()):.3f} eV/A, max |stress| {float(out['stress'].abs().max()):.2e} eV/A^3")
+    ctx.out("rotating atoms and cell together:")
+    rows = [["energy", f"{abs(float(turned['energy'][0] - out['energy'][0])):.1e}"],
+            ["forces vs R F", f"{float((turned['forces'] - out['forces'] @ rot.T).abs().max()):.1e}"],
+            ["stress vs R s R^T", f"{float((turned['stress'][0] - rot @ out['stress'][0] @ rot.T).abs().max()):.1e}"]]  # fmt: skip
+    ctx.out(_table(["quantity", "max |difference|"], rows))
+    ctx.out("(benchmark against the same network on e3nn: fastso3 bench nequip; training arrives with issue 15)")
+
+
 @demo_section("eSCN SO(2) messages (fastso3.so2, FastSo3's API)")
 def _demo_so2(ctx: DemoContext) -> None:
     ctx.out("get_message on 100 random edges, one random rotation R (as FastSo3's check_equi.py):")

@@ -115,3 +115,15 @@ def test_a_batch_equals_its_structures(cls):
     together = net(pos, z, src, dst, batch=batch, num_graphs=2)
     alone = [molecule_energy(net, zz)(p, None) for p, zz in ((a, za), (b, zb))]
     torch.testing.assert_close(together, torch.cat(alone), rtol=1e-12, atol=1e-12)
+
+
+@MODELS
+def test_wrong_inputs_say_what_to_do(cls):
+    net, pos = model(cls=cls), cluster()
+    src, dst = radius_graph(pos, R_MAX)
+    with pytest.raises(TypeError, match=r"positions are torch.float32 but the model is torch.float64.*model.to"):
+        net(pos.float(), Z, src, dst)
+    with pytest.raises(ValueError, match=r"atomic_numbers must have shape \(6,\)"):
+        net(pos, Z[:5], src, dst)
+    with pytest.raises(ValueError, match="positions must be an"):
+        net(pos[:, :2], Z, src, dst)

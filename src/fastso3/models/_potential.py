@@ -40,6 +40,21 @@ class Potential(torch.nn.Module):
         ``vec (E, 3) = r_dst - r_src (+ shift)``."""
         raise NotImplementedError
 
+    def _check_inputs(self, positions, atomic_numbers, edge_src, edge_dst) -> None:
+        name = self._name
+        if not isinstance(positions, torch.Tensor) or positions.dim() != 2 or positions.shape[1] != 3:
+            raise ValueError(f"{name}: positions must be an (N, 3) tensor, got {tuple(getattr(positions, 'shape', ()))}")
+        dtype = self.atomic_energies.energies.dtype
+        if positions.dtype != dtype:
+            raise TypeError(f"{name}: positions are {positions.dtype} but the model is {dtype}; convert one of them "
+                            f"(model.to({positions.dtype}) or positions.to({dtype}))")  # fmt: skip
+        if atomic_numbers.shape != (positions.shape[0],):
+            raise ValueError(f"{name}: atomic_numbers must have shape ({positions.shape[0]},) to match positions, "
+                             f"got {tuple(atomic_numbers.shape)}")  # fmt: skip
+        if edge_src.shape != edge_dst.shape or edge_src.dim() != 1:
+            raise ValueError(f"{name}: edge_src and edge_dst must be (E,) tensors of one length, got "
+                             f"{tuple(edge_src.shape)} and {tuple(edge_dst.shape)}")  # fmt: skip
+
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
                 edge_dst: torch.Tensor, shifts: torch.Tensor | None = None, cell: torch.Tensor | None = None,
                 batch: torch.Tensor | None = None, num_graphs: int = 1) -> torch.Tensor:  # fmt: skip
@@ -50,6 +65,7 @@ class Potential(torch.nn.Module):
         for periodic structures, ``batch (N,)`` int64 structure index.
         Differentiable in positions and cell: use ``models.forces_and_stress`` for forces and stress.
         """
+        self._check_inputs(positions, atomic_numbers, edge_src, edge_dst)
         if batch is None:
             batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
         vec = positions[edge_dst] - positions[edge_src]

@@ -6,7 +6,8 @@ state dicts load), written for ``torch.compile`` (no Python objects built in ``f
 * :class:`FullyConnectedNet` - bias-free MLP with second-moment normalisation;
 * :class:`Activation`, :class:`Gate`, :class:`NormActivation` - equivariant nonlinearities;
 * :class:`BatchNorm`, :class:`Dropout` - irreps-aware normalisation and dropout;
-* :class:`Extract`, :class:`ExtractIr`, :class:`Identity` - plumbing.
+* :class:`Extract`, :class:`ExtractIr`, :class:`Identity` - plumbing;
+* :class:`SymmetricContraction` - MACE's many-body product basis (not in e3nn; MACE's parameter layout).
 
 Deviations from e3nn 0.6.0 (documented in each class): ``NormActivation(normalize=False)`` works
 (e3nn raises TypeError); ``Gate`` computes the gated product exactly (e3nn's product carries a
@@ -20,6 +21,7 @@ from ._dropout import Dropout
 from ._extract import Extract, ExtractIr, Identity
 from ._fc import FullyConnectedNet
 from ._normact import NormActivation
+from ._symmetric_contraction import SymmetricContraction
 
 __all__ = [
     "Activation",
@@ -31,4 +33,5 @@ __all__ = [
     "Gate",
     "Identity",
     "NormActivation",
+    "SymmetricContraction",
 ]

@@ -1,0 +1,117 @@
+"""SymmetricContraction: MACE's U tensors and numbers, the factorised path against its dense twin, equivariance,
+derivatives of every order, compile, and input errors."""
+
+import pytest
+import torch
+
+from fastso3 import o3
+from fastso3.core.symmetric_contraction import symmetric_contraction_plan, u_matrix
+from fastso3.kernels import registry
+from fastso3.nn import SymmetricContraction
+
+IRREPS_IN = "4x0e+4x1o+4x2e"
+
+
+def _inputs(module, n=5, dtype=torch.float64):
+    x = torch.randn(n, module.channels, module.irreps_in.dim // module.channels, dtype=dtype)
+    species = torch.randint(0, module.num_elements, (n,))
+    return x, species
+
+
+@pytest.mark.parametrize("irreps_out, correlation", [("4x0e", 1), ("4x0e+4x1o", 2), ("4x0e+4x1o+4x2e", 3),
+                                                     ("4x0o+4x1e", 3)])  # fmt: skip
+def test_factorized_matches_dense_twin(f64, irreps_out, correlation):
+    module = SymmetricContraction(IRREPS_IN, irreps_out, correlation, num_elements=3)
+    x, species = _inputs(module)
+    fast = module(x, species)
+    assert registry.last_backend("symmetric_contraction") == "factorized"
+    module.backend = "reference"
+    dense = module(x, species)
+    assert fast.shape == (5, module.irreps_out.dim)
+    torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12 * dense.abs().max().item())
+
+
+def test_pseudotensor_outputs_have_no_coupling_from_even_inputs(f64):
+    module = SymmetricContraction("4x0e+4x2e", "4x0o+4x1e", 2, num_elements=2)
+    x, species = _inputs(module)
+    assert module(x, species).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("irreps_out", ["4x0e+4x1o", "4x0o+4x1e"])
+def test_equivariant_under_rotation_and_inversion(f64, irreps_out):
+    module = SymmetricContraction("4x0e+4x1o+4x2e+4x3o", irreps_out, 3, num_elements=2)
+    x, species = _inputs(module)
+    rotation = -o3.rand_matrix(dtype=torch.float64)  # a rotation times the inversion
+    d_in = o3.Irreps("0e+1o+2e+3o").D_from_matrix(rotation)
+    d_out = o3.Irreps(irreps_out).D_from_matrix(rotation)
+    torch.testing.assert_close(module(x @ d_in.T, species), module(x, species) @ d_out.T, rtol=1e-10, atol=1e-10)
+
+
+def test_double_derivatives_match_the_twin(f64):
+    module = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 3, num_elements=2)
+    x, species = _inputs(module, n=3)
+    x.requires_grad_(True)
+    weights = module._weights()
+    for backend in ("factorized", "reference"):
+        module.backend = backend
+        torch.autograd.gradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
+    module.backend = "factorized"
+    torch.autograd.gradgradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
+
+
+def test_u_matrix_shapes_and_plan_blocks():
+    u = u_matrix("0e+1o+2e+3o", "1o", 3)
+    assert u.shape[:4] == (3, 16, 16, 16)
+    plan = symmetric_contraction_plan("0e+1o+2e+3o", "0e+1o", 3)
+    assert [(o, nu) for o, nu, _ in plan.blocks] == [(0, 3), (0, 2), (0, 1), (1, 3), (1, 2), (1, 1)]
+    assert plan.projection.shape == (plan.monomial_index.shape[0], len(plan.column_rank))
+    assert plan.rank < sum(k for _, _, k in plan.blocks)  # the factorisation pays: fewer columns than couplings
+
+
+def test_mace_u_matrices_and_numbers(f64):
+    mace_sc = pytest.importorskip("mace.modules.symmetric_contraction")
+    import e3nn.o3
+
+    irreps_in, irreps_out = "4x0e+4x1o+4x2e+4x3o", "4x0e+4x1o"
+    theirs = mace_sc.SymmetricContraction(e3nn.o3.Irreps(irreps_in), e3nn.o3.Irreps(irreps_out), 3,
+                                          num_elements=3, use_reduced_cg=False)  # fmt: skip
+    ours = SymmetricContraction(irreps_in, irreps_out, 3, num_elements=3)
+    missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
+    assert not missing and all("U_matrix" in k or "zeroed" in k for k in unexpected)
+    for b, (o, nu, _) in enumerate(ours._blocks):
+        theirs_u = theirs.state_dict()[f"contractions.{o}.U_matrix_{nu}"]
+        torch.testing.assert_close(getattr(ours, f"u_{b}"), theirs_u.reshape(getattr(ours, f"u_{b}").shape),
+                                   rtol=0, atol=1e-14)  # fmt: skip
+    x, species = _inputs(ours)
+    expected = theirs(x, torch.nn.functional.one_hot(species, 3).to(x.dtype))
+    torch.testing.assert_close(ours(x, species), expected, rtol=1e-12, atol=1e-12 * expected.abs().max().item())
+
+
+@pytest.mark.compile
+def test_compiles_without_graph_breaks():
+    module = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 3, num_elements=2)
+    x, species = _inputs(module, dtype=torch.float32)
+    compiled = torch.compile(module, fullgraph=True)
+    torch.testing.assert_close(compiled(x, species), module(x, species), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    module = SymmetricContraction("2x0e+2x1o", "2x0e", 2, num_elements=2)
+    x, species = _inputs(module, dtype=torch.float32)
+    with pytest.raises(IndexError, match="species contains 2"):
+        module(x, torch.tensor([0, 1, 2, 0, 0]))
+    with pytest.raises(ValueError, match="x must have shape"):
+        module(x[..., :3], species)
+    with pytest.raises(ValueError, match="species has 4 entries"):
+        module(x, species[:4])
+    with pytest.raises(TypeError, match="dtype"):
+        module(x.double(), species)
+    with pytest.raises(TypeError, match="int64"):
+        module(x, species.int())
+    module.backend = "cpu"
+    with pytest.raises(registry.BackendUnavailable, match="does not exist"):
+        module(x, species)
+    with pytest.raises(ValueError, match="one multiplicity"):
+        SymmetricContraction("2x0e+4x1o", "2x0e", 2, num_elements=2)
+    with pytest.raises(ValueError, match="correlation"):
+        SymmetricContraction("2x0e+2x1o", "2x0e", 4, num_elements=2)

@@ -33,7 +33,7 @@ from .o3._tensor_product import (
     TensorSquare,
 )
 
-__all__ = ["E3nnNequIP", "from_e3nn", "to_e3nn"]
+__all__ = ["E3nnNequIP", "from_e3nn", "from_mace", "to_e3nn", "to_mace"]
 
 _TP_CLASSES = ("TensorSquare", "FullTensorProduct", "ElementwiseTensorProduct", "FullyConnectedTensorProduct", "TensorProduct")
 _OURS = {
@@ -287,3 +287,121 @@ class E3nnNequIP(torch.nn.Module):
             h = out + h if ours.resnet else out
         node = model.scale_shift(self.readout(h)[:, 0]) + model.atomic_energies(species).to(positions.dtype)
         return node.sum()
+
+
+# --------------------------------------------------------------------------- mace-torch models
+
+_MACE_BLOCKS = {"RealAgnosticInteractionBlock": "RealAgnostic", "RealAgnosticResidualInteractionBlock": "RealAgnosticResidual"}
+# mace-torch entries fastso3 does not store: config buffers (read into the constructor's arguments), the U
+# tensors (passed to the constructor) and their zero flags, e3nn's generated-code constants, the radial tables.
+_MACE_NOT_STORED = ("atomic_numbers", "r_max", "num_interactions", ".U_matrix_", "_zeroed", "._compiled_main",
+                    "radial_embedding.")  # fmt: skip
+_MACE_RENAMED = {"atomic_energies_fn.atomic_energies": "atomic_energies.energies"}
+
+
+def _mace_config(model: Any) -> dict:
+    """The arguments of ``fastso3.models.MACE`` that rebuild ``model``; raises for what it does not cover."""
+    kind = type(model).__name__
+    if kind not in ("MACE", "ScaleShiftMACE"):
+        raise TypeError(f"from_mace: expected a mace-torch MACE or ScaleShiftMACE model, got {kind}")
+    if len(getattr(model, "heads", ["Default"])) != 1:
+        raise NotImplementedError(f"from_mace: multi-head models are not supported (heads {model.heads})")
+    extras = [name for name in ("pair_repulsion", "joint_embedding", "embedding_readout") if hasattr(model, name)]
+    extras += [name for name in ("use_agnostic_product", "use_so3", "use_last_readout_only") if getattr(model, name, False)]
+    if getattr(model, "edge_irreps", None) is not None:
+        extras.append("edge_irreps")
+    radial = model.radial_embedding
+    if hasattr(radial, "distance_transform") or not getattr(radial, "apply_cutoff", True):
+        extras.append("distance_transform / apply_cutoff=False")
+    if type(radial.bessel_fn).__name__ != "BesselBasis":
+        extras.append(f"radial_type {type(radial.bessel_fn).__name__}")
+    blocks = [type(block).__name__ for block in model.interactions]
+    extras += [f"interaction {name}" for name in blocks if name not in _MACE_BLOCKS]
+    if extras:
+        raise NotImplementedError(f"from_mace: this model uses {', '.join(extras)}, which fastso3.models.MACE does not cover")
+    r_max, num_bessel = float(model.r_max), int(radial.out_dim)
+    weights = radial.bessel_fn.bessel_weights.detach().cpu()
+    frequencies = (torch.arange(1, num_bessel + 1, dtype=torch.float64) * torch.pi / r_max).to(weights.dtype)
+    if not torch.allclose(weights, frequencies, rtol=8 * torch.finfo(weights.dtype).eps, atol=0):
+        raise NotImplementedError("from_mace: trained (trainable=True) Bessel frequencies are not supported")
+    interactions, products, readouts = model.interactions, model.products, model.readouts
+    hidden = Irreps(str(products[0].linear.irreps_out))
+    nonlinear = getattr(readouts[-1], "non_linearity", None)  # one-layer models read out linearly
+    gate = nonlinear.acts[0] if nonlinear is not None else torch.nn.functional.silu
+    config = dict(
+        atomic_numbers=[int(z) for z in model.atomic_numbers], r_max=r_max, num_bessel=num_bessel,
+        num_polynomial_cutoff=int(radial.cutoff_fn.p), max_ell=Irreps(str(model.spherical_harmonics.irreps_out)).lmax,
+        num_interactions=len(interactions), hidden_irreps=hidden, MLP_irreps=str(getattr(readouts[-1], "hidden_irreps", "16x0e")),
+        correlation=[p.symmetric_contractions.contractions[0].correlation for p in products],
+        avg_num_neighbors=float(interactions[0].avg_num_neighbors), radial_MLP=list(interactions[0].radial_MLP),
+        interaction_first=_MACE_BLOCKS[blocks[0]], interaction=_MACE_BLOCKS[blocks[-1]],
+        atomic_energies=model.atomic_energies_fn.atomic_energies.detach().reshape(-1).tolist(),
+        gate=getattr(gate, "f", gate),  # e3nn's Activation keeps the function inside normalize2mom
+        keep_last_layer_irreps=len(products) > 1 and Irreps(str(products[-1].linear.irreps_out)) == hidden,
+        u_matrices={(t, o, nu): c.U_tensors(nu).detach().cpu().double()
+                    for t, p in enumerate(products) for o, c in enumerate(p.symmetric_contractions.contractions)
+                    for nu in range(1, c.correlation + 1)},
+    )  # fmt: skip
+    if len(set(blocks[1:])) > 1:
+        raise NotImplementedError(f"from_mace: the layers after the first use different blocks {blocks[1:]}")
+    if kind == "ScaleShiftMACE":
+        config.update(scale=float(model.scale_shift.scale), shift=float(model.scale_shift.shift))
+    return config
+
+
+def _mace_state(model: Any) -> dict:
+    state = {}
+    for key, value in model.state_dict().items():
+        if not any(part in key for part in _MACE_NOT_STORED):
+            state[_MACE_RENAMED.get(key, key)] = value
+    return state
+
+
+def from_mace(model: Any) -> torch.nn.Module:
+    """A ``fastso3.models.MACE`` computing what the mace-torch 0.3.x ``MACE``/``ScaleShiftMACE`` ``model`` computes.
+
+    Same architecture, parameters (loaded by name), dtype and device; energies, forces and stresses agree to
+    float64 rounding. The symmetric contractions use ``model``'s own U tensors (its buffers), so a model built
+    under another e3nn version (e3nn 0.4.4's ``wigner_3j`` has the opposite sign for some triples with
+    ``l1 + l2 + l3`` odd, which the U of pseudo-tensor intermediate couplings contain) keeps its numbers. The
+    convolution and linears compute with e3nn 0.6.0's 3j, as ``model`` itself does in a process with e3nn 0.6.0;
+    natural-parity models never use an odd triple there. Raises ``NotImplementedError`` for the features
+    ``fastso3.models.MACE`` lacks (multi-head, pair repulsion, other interaction blocks, ...).
+    """
+    from .models import MACE
+
+    config = _mace_config(model)
+    reference = model.atomic_energies_fn.atomic_energies
+    dtype, device = reference.dtype, reference.device
+    with _default_dtype(dtype):
+        ours = MACE(**config)
+    state = _mace_state(model)
+    own = ours.state_dict()
+    for key in ("species.table", "scale_shift.scale", "scale_shift.shift"):  # built from the config (plain MACE:
+        state.setdefault(key, own[key])  # scale 1, shift 0); the Z -> species lookup is fastso3's own
+    _load_checked(ours, state, "from_mace")
+    return ours.to(device)
+
+
+def to_mace(model: torch.nn.Module, mace_model: Any) -> Any:
+    """Copy the parameters of a ``fastso3.models.MACE`` into ``mace_model``, a mace-torch model of the same
+    architecture (e.g. the one it was converted from, or one built with the same arguments); returns it."""
+    inverse = {ours: theirs for theirs, ours in _MACE_RENAMED.items()}
+    theirs = mace_model.state_dict()
+    state = {inverse.get(key, key): value for key, value in model.state_dict().items()}
+    state = {key: value for key, value in state.items() if key in theirs}
+    missing = sorted(set(_mace_state(mace_model)) - {_MACE_RENAMED.get(key, key) for key in state})
+    if missing or any(value.shape != theirs[key].shape for key, value in state.items()):
+        raise ValueError(f"to_mace: the architectures differ (missing {missing[:5]})")
+    mace_model.load_state_dict(state, strict=False)
+    return mace_model
+
+
+def _load_checked(module: torch.nn.Module, state: dict, who: str) -> None:
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{who}: the parameters do not map (missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"shapes differ for {wrong[:5]})")  # fmt: skip
+    module.load_state_dict(state)

@@ -1,11 +1,11 @@
-"""The potentials of fastso3.models (NequIP, ESCN): E(3) symmetry of energy, forces and stress, conservative
+"""The potentials of fastso3.models (NequIP, ESCN, MACE): E(3) symmetry of energy, forces and stress, conservative
 forces, float32, batches, compile."""
 
 import pytest
 import torch
 
 from fastso3.graph import neighbor_list, radius_graph
-from fastso3.models import ESCN, NequIP, forces_and_stress
+from fastso3.models import ESCN, MACE, NequIP, forces_and_stress
 from fastso3.o3 import rand_matrix
 from fastso3.testing import assert_conservative
 
@@ -13,11 +13,15 @@ R_MAX = 3.0
 Z = torch.tensor([8, 1, 1, 8, 1, 1])
 
 
-MODELS = pytest.mark.parametrize("cls", [NequIP, ESCN])
+MODELS = pytest.mark.parametrize("cls", [NequIP, ESCN, MACE])
 
 
 def model(dtype=torch.float64, cls=NequIP):
     torch.manual_seed(0)
+    if cls is MACE:  # messages divided by a typical neighbour count keep the cubic products well-conditioned
+        return MACE([1, 8], r_max=R_MAX, avg_num_neighbors=10.0, max_ell=2, hidden_irreps="4x0e+4x1o",
+                    MLP_irreps="4x0e", radial_MLP=(8, 8), correlation=3, atomic_energies=[-0.5, -2.0], scale=1.5,
+                    shift=0.1).to(dtype)  # fmt: skip
     return cls([1, 8], r_max=R_MAX, num_layers=2, atomic_energies=[-0.5, -2.0]).to(dtype)
 
 
@@ -97,8 +101,9 @@ def test_unknown_elements_and_bad_irreps():
 
 
 @pytest.mark.compile
-def test_compiled_inference_matches_eager():
-    net, pos = model(), cluster()
+@pytest.mark.parametrize("cls", [NequIP, MACE])
+def test_compiled_inference_matches_eager(cls):
+    net, pos = model(cls=cls), cluster()
     src, dst = radius_graph(pos, R_MAX)
     compiled = torch.compile(net, fullgraph=True)
     torch.testing.assert_close(compiled(pos, Z, src, dst), net(pos, Z, src, dst), rtol=1e-10, atol=1e-10)

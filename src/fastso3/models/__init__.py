@@ -1,16 +1,18 @@
-"""Interatomic potentials on fastso3: building blocks and outputs (models land here; see issue 14).
+"""Interatomic potentials on fastso3: building blocks, models and outputs.
 
 - :mod:`~fastso3.models.blocks`: radial bases (Bessel, Gaussian), cutoff envelopes (polynomial, cosine), the
   Z -> species table, per-element reference energies and the energy scale/shift;
 - :class:`NequIP` and its :class:`InteractionBlock` on the fused channel-wise convolution; :class:`ESCN` and its
   :class:`SO2InteractionBlock` on ``fastso3.so2.SO2Convolution``;
+- :class:`MACE` (RealAgnostic / RealAgnosticResidual blocks, correlation 1-3) on ``nn.SymmetricContraction``;
 - :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain.
 """
 
 from . import blocks
 from .blocks import *  # noqa: F403  (the names of blocks.__all__)
 from .escn import ESCN, SO2InteractionBlock
+from .mace import MACE, MACEInteraction, MACEProduct
 from .nequip import InteractionBlock, NequIP
 from .outputs import forces_and_stress
 
-__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "NequIP", "SO2InteractionBlock", "forces_and_stress"]
+__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "MACE", "MACEInteraction", "MACEProduct", "NequIP", "SO2InteractionBlock", "forces_and_stress"]

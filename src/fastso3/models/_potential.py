@@ -12,32 +12,25 @@ from .blocks import AtomicEnergies, ScaleShift, SpeciesIndex
 class Potential(torch.nn.Module):
     """Base of the models: ``(positions, atomic_numbers, graph) -> energy per structure``.
 
-    Subclasses build ``self.layers``-style message passing in :meth:`interact`; this class embeds the species
-    as ``scalars x 0e`` features, reads the final ``hidden`` features out to one scalar per atom (two linears),
-    scales and shifts it, adds the per-element E0s and sums per structure.
+    Subclasses compute per-atom interaction energies in :meth:`atom_energies`; this class builds the edge
+    vectors and the species, scales and shifts those energies, adds the per-element E0s and sums per structure.
     """
 
-    def __init__(self, name: str, atomic_numbers: list[int], r_max: float, hidden: Irreps,
-                 atomic_energies: list[float] | None, scale: float, shift: float) -> None:  # fmt: skip
+    def __init__(self, name: str, atomic_numbers: list[int], r_max: float, atomic_energies: list[float] | None,
+                 scale: float, shift: float) -> None:  # fmt: skip
         super().__init__()
         self.species = SpeciesIndex(atomic_numbers)
         self.num_species = len(atomic_numbers)
         self.r_max = float(r_max)
-        self.scalars = hidden.count("0e")
-        if self.scalars == 0:
-            raise ValueError(f"{name}: hidden_irreps needs even scalars (0e), got {hidden}")
-        self.embedding = o3.Linear(f"{self.num_species}x0e", f"{self.scalars}x0e")
-        middle = f"{max(self.scalars // 2, 1)}x0e"
-        self.readout = torch.nn.Sequential(o3.Linear(hidden, middle), o3.Linear(middle, "1x0e"))
         self.scale_shift = ScaleShift(scale, shift)
         energies = atomic_energies if atomic_energies is not None else [0.0] * self.num_species
         self.atomic_energies = AtomicEnergies(energies)
         self._name = name
 
-    def interact(self, h: torch.Tensor, onehot: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
-                 vec: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """``h (N, scalars)`` embedded species -> ``(N, hidden.dim)`` after message passing over edge vectors
-        ``vec (E, 3) = r_dst - r_src (+ shift)``."""
+    def atom_energies(self, onehot: torch.Tensor, species: torch.Tensor, edge_src: torch.Tensor,
+                      edge_dst: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``(N,)`` interaction energies per atom (before scale and shift) from the one-hot species ``(N, S)``,
+        the species index ``(N,)`` and the edges with their vectors ``vec (E, 3) = r_dst - r_src (+ shift)``."""
         raise NotImplementedError
 
     def _check_inputs(self, positions, atomic_numbers, edge_src, edge_dst) -> None:
@@ -75,9 +68,33 @@ class Potential(torch.nn.Module):
             vec = vec + torch.einsum("ei,eij->ej", shifts.to(vec.dtype), cell[batch[edge_src]])
         species = self.species(atomic_numbers)
         onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
-        h = self.interact(self.embedding(onehot), onehot, edge_src, edge_dst, vec)
-        node_energy = self.scale_shift(self.readout(h)[:, 0]) + self.atomic_energies(species).to(positions.dtype)
+        node_energy = self.scale_shift(self.atom_energies(onehot, species, edge_src, edge_dst, vec))
+        node_energy = node_energy + self.atomic_energies(species).to(positions.dtype)
         # a (G, N) one-hot product, not index_add: inductor's CPU codegen fails on a float64 scatter into few
         # rows (torch 2.13), and G N is small for any batch of structures
         membership = torch.nn.functional.one_hot(batch, num_graphs).to(node_energy.dtype)
         return membership.T @ node_energy
+
+
+class ReadoutPotential(Potential):
+    """A potential whose layers map embedded species to ``hidden`` features (:meth:`interact`), read out by
+    two linears to one scalar per atom: species as ``scalars x 0e`` features -> layers -> readout."""
+
+    def __init__(self, name: str, atomic_numbers: list[int], r_max: float, hidden: Irreps,
+                 atomic_energies: list[float] | None, scale: float, shift: float) -> None:  # fmt: skip
+        super().__init__(name, atomic_numbers, r_max, atomic_energies, scale, shift)
+        self.scalars = hidden.count("0e")
+        if self.scalars == 0:
+            raise ValueError(f"{name}: hidden_irreps needs even scalars (0e), got {hidden}")
+        self.embedding = o3.Linear(f"{self.num_species}x0e", f"{self.scalars}x0e")
+        middle = f"{max(self.scalars // 2, 1)}x0e"
+        self.readout = torch.nn.Sequential(o3.Linear(hidden, middle), o3.Linear(middle, "1x0e"))
+
+    def interact(self, h: torch.Tensor, onehot: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
+                 vec: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``h (N, scalars)`` embedded species -> ``(N, hidden.dim)`` after message passing over edge vectors
+        ``vec (E, 3) = r_dst - r_src (+ shift)``."""
+        raise NotImplementedError
+
+    def atom_energies(self, onehot, species, edge_src, edge_dst, vec):
+        return self.readout(self.interact(self.embedding(onehot), onehot, edge_src, edge_dst, vec))[:, 0]

@@ -11,7 +11,7 @@ import torch
 from .. import o3
 from ..core.irreps import Irreps
 from ..so2 import SO2Convolution
-from ._potential import Potential
+from ._potential import ReadoutPotential
 from .nequip import _gate
 
 __all__ = ["ESCN", "SO2InteractionBlock"]
@@ -45,7 +45,7 @@ class SO2InteractionBlock(torch.nn.Module):
         return out + h if self.resnet else out
 
 
-class ESCN(Potential):
+class ESCN(ReadoutPotential):
     """An eSCN-style potential on ``fastso3.so2``: ``(positions, atomic_numbers, graph) -> energy per structure``.
 
     Args: as :class:`~fastso3.models.NequIP`, with ``mmax`` (the SO(2) orders kept, default all) in place of

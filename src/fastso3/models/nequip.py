@@ -23,7 +23,7 @@ from .. import nn, o3
 from ..core.irreps import Irreps
 from ..core.tensor_product_builders import channelwise_tensor_product_spec
 from ..ops import tensor_product_conv
-from ._potential import Potential
+from ._potential import ReadoutPotential
 from .blocks import RadialEmbedding
 
 __all__ = ["InteractionBlock", "NequIP"]
@@ -81,7 +81,7 @@ class InteractionBlock(torch.nn.Module):
         return out + h if self.resnet else out
 
 
-class NequIP(Potential):
+class NequIP(ReadoutPotential):
     """A NequIP potential: ``(positions, atomic_numbers, graph) -> energy per structure`` (see ``Potential.forward``).
 
     Args:

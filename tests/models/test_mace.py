@@ -1,0 +1,121 @@
+"""fastso3.compat.from_mace / to_mace against mace-torch 0.3.16 itself (run on e3nn 0.6.0): energies, forces and
+stresses of converted models to float64 rounding, for both interaction blocks, plain and ScaleShift MACE,
+correlation 1-3, pseudo-tensor features and batches; unsupported models raise."""
+
+import numpy as np
+import pytest
+import torch
+
+from fastso3.compat import from_mace, to_mace
+from fastso3.graph import neighbor_list
+from fastso3.models import MACE, forces_and_stress
+from fastso3.testing import default_dtype
+
+modules = pytest.importorskip("mace.modules")
+e3nn_o3 = pytest.importorskip("e3nn.o3")
+ase_build = pytest.importorskip("ase.build")
+
+ELEMENTS = [29, 79]
+
+
+def mace_model(cls="ScaleShiftMACE", block="RealAgnosticResidualInteractionBlock", hidden="4x0e+4x1o",
+               correlation=3, max_ell=3, layers=2, seed=0):  # fmt: skip
+    torch.manual_seed(seed)
+    kwargs = dict(
+        r_max=3.5, num_bessel=6, num_polynomial_cutoff=5, max_ell=max_ell,
+        interaction_cls=modules.interaction_classes[block], interaction_cls_first=modules.interaction_classes[block],
+        num_interactions=layers, num_elements=2, hidden_irreps=e3nn_o3.Irreps(hidden),
+        MLP_irreps=e3nn_o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -2.5]), avg_num_neighbors=12.0,
+        atomic_numbers=ELEMENTS, correlation=correlation, gate=torch.nn.functional.silu, radial_MLP=[8, 8],
+        use_reduced_cg=False,
+    )  # fmt: skip
+    if cls == "ScaleShiftMACE":
+        return modules.ScaleShiftMACE(atomic_inter_scale=1.3, atomic_inter_shift=0.2, **kwargs)
+    return modules.MACE(**kwargs)
+
+
+def structures():
+    a = ase_build.bulk("Cu", "fcc", a=3.6, cubic=True)
+    a.numbers[[1, 3]] = 79
+    a.rattle(0.1, seed=1)
+    b = ase_build.bulk("Au", "fcc", a=4.0).repeat((2, 1, 1))
+    b.numbers[0] = 29
+    b.rattle(0.1, seed=2)
+    return [a, b]
+
+
+def graph(atoms_list, r_max):
+    """The batched graph both models read: positions, Z, edges, integer shifts, cells, batch."""
+    pos, z, src, dst, shifts, cells, batch, offset = [], [], [], [], [], [], [], 0
+    for g, atoms in enumerate(atoms_list):
+        p, cell = torch.tensor(atoms.positions), torch.tensor(np.asarray(atoms.cell))
+        s, d, sh = neighbor_list(p, cell, True, r_max)
+        pos.append(p), z.append(torch.tensor(atoms.numbers)), cells.append(cell), shifts.append(sh)
+        src.append(s + offset), dst.append(d + offset), batch.append(torch.full((len(atoms),), g))
+        offset += len(atoms)
+    return [torch.cat(pos), torch.cat(z), torch.cat(src), torch.cat(dst), torch.cat(shifts), torch.stack(cells),
+            torch.cat(batch)]  # fmt: skip
+
+
+def mace_outputs(model, g):
+    pos, z, src, dst, shifts, cells, batch = g
+    lengths = torch.bincount(batch)
+    data = dict(positions=pos.clone(), node_attrs=(z[:, None] == torch.tensor(ELEMENTS)).double(),
+                edge_index=torch.stack([src, dst]), shifts=torch.einsum("ei,eij->ej", shifts.double(), cells[batch[src]]),
+                unit_shifts=shifts.double(), cell=cells.reshape(-1, 3), batch=batch,
+                ptr=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+                weight=torch.ones(len(lengths)), head=torch.zeros(len(lengths), dtype=torch.long))  # fmt: skip
+    out = model(data, compute_stress=True, training=False)
+    return {k: out[k].detach() for k in ("energy", "forces", "stress")}
+
+
+def fastso3_outputs(model, g):
+    pos, z, src, dst, shifts, cells, batch = g
+    graphs = cells.shape[0]
+    return forces_and_stress(lambda p, c: model(p, z, src, dst, shifts, c, batch, graphs), pos, cells, batch)
+
+
+def assert_same_outputs(ours, theirs):
+    for key in ("energy", "forces", "stress"):
+        scale = theirs[key].abs().max().item()
+        assert scale > 1e-6, key  # not trivially zero
+        torch.testing.assert_close(ours[key], theirs[key].reshape(ours[key].shape), rtol=0, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("config", [
+    dict(),
+    dict(cls="MACE"),
+    dict(block="RealAgnosticInteractionBlock", correlation=2),
+    dict(hidden="4x0e+4x1o+4x2e", max_ell=2, correlation=1, layers=3),
+    dict(hidden="4x0e+4x0o+4x1o+4x1e", layers=1),
+], ids=["scaleshift-residual", "plain", "agnostic-corr2", "L2-corr1-3layers", "pseudotensor-1layer"])  # fmt: skip
+def test_converted_models_compute_what_mace_computes(f64, config):
+    theirs = mace_model(**config)
+    ours = from_mace(theirs)
+    assert isinstance(ours, MACE) and ours.atomic_energies.energies.dtype == torch.float64
+    g = graph(structures(), float(theirs.r_max))
+    assert_same_outputs(fastso3_outputs(ours, g), mace_outputs(theirs, g))
+
+
+def test_to_mace_round_trips_the_parameters(f64):
+    source, target = mace_model(seed=0), mace_model(seed=1)
+    g = graph(structures()[:1], float(source.r_max))
+    to_mace(from_mace(source), target)
+    assert_same_outputs(mace_outputs(target, g), mace_outputs(source, g))
+
+
+def test_float32_models_convert_in_float32():
+    with default_dtype(torch.float32):
+        theirs = mace_model(layers=1)
+    ours = from_mace(theirs)
+    assert ours.atomic_energies.energies.dtype == torch.float32
+    assert ours.node_embedding.linear.weight.dtype == torch.float32
+
+
+def test_unsupported_models_raise(f64):
+    with pytest.raises(TypeError, match="MACE or ScaleShiftMACE"):
+        from_mace(torch.nn.Linear(2, 2))
+    model = mace_model(layers=1)
+    model.pair_repulsion = True
+    with pytest.raises(NotImplementedError, match="pair_repulsion"):
+        from_mace(model)

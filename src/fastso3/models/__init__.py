@@ -5,7 +5,8 @@
 - :class:`NequIP` and its :class:`InteractionBlock` on the fused channel-wise convolution; :class:`ESCN` and its
   :class:`SO2InteractionBlock` on ``fastso3.so2.SO2Convolution``;
 - :class:`MACE` (RealAgnostic / RealAgnosticResidual blocks, correlation 1-3) on ``nn.SymmetricContraction``;
-- :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain.
+- :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain;
+- :func:`save` / :func:`load`: models as plain data (``torch.load(weights_only=True)`` reads the files).
 """
 
 from . import blocks
@@ -13,6 +14,7 @@ from .blocks import *  # noqa: F403  (the names of blocks.__all__)
 from .escn import ESCN, SO2InteractionBlock
 from .mace import MACE, MACEInteraction, MACEProduct
 from .nequip import InteractionBlock, NequIP
+from .io import load, save
 from .outputs import forces_and_stress
 
-__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "MACE", "MACEInteraction", "MACEProduct", "NequIP", "SO2InteractionBlock", "forces_and_stress"]
+__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "MACE", "MACEInteraction", "MACEProduct", "NequIP", "SO2InteractionBlock", "forces_and_stress", "load", "save"]

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .. import o3
 from ..core.irreps import Irreps
 from .blocks import AtomicEnergies, ScaleShift, SpeciesIndex
+
+
+ACTIVATIONS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
+               "relu": torch.nn.functional.relu}  # fmt: skip
+
+
+def activation(value):
+    """An activation from its name in :data:`ACTIVATIONS` (or the function itself)."""
+    if callable(value):
+        return value
+    if value not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {value!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[value]
+
+
+def _plain(value):
+    """A constructor argument as data ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, Irreps):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if callable(value):
+        names = [name for name, f in ACTIVATIONS.items() if f is value]
+        if not names:
+            raise ValueError(f"cannot store the activation {value!r}: use one of {sorted(ACTIVATIONS)} by name")
+        return names[0]
+    return value
 
 
 class Potential(torch.nn.Module):
@@ -26,6 +55,13 @@ class Potential(torch.nn.Module):
         energies = atomic_energies if atomic_energies is not None else [0.0] * self.num_species
         self.atomic_energies = AtomicEnergies(energies)
         self._name = name
+        self.config: dict = {}
+
+    def _store_config(self, arguments: dict) -> None:
+        """Keep the constructor's arguments (``locals()`` at the top of a subclass's ``__init__``) as plain data,
+        so ``fastso3.models.save`` can write the model and ``load`` rebuild it."""
+        names = inspect.signature(type(self).__init__).parameters
+        self.config = {k: _plain(arguments[k]) for k in names if k != "self"}
 
     def atom_energies(self, onehot: torch.Tensor, species: torch.Tensor, edge_src: torch.Tensor,
                       edge_dst: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:  # fmt: skip

@@ -57,6 +57,7 @@ class ESCN(ReadoutPotential):
                  atomic_energies: list[float] | None = None, scale: float = 1.0, shift: float = 0.0) -> None:  # fmt: skip
         hidden = Irreps(hidden_irreps)
         super().__init__("ESCN", atomic_numbers, r_max, hidden, atomic_energies, scale, shift)
+        self._store_config(locals())
         irreps = [Irreps(f"{self.scalars}x0e")] + [hidden] * num_layers
         self.layers = torch.nn.ModuleList(
             SO2InteractionBlock(a, b, self.num_species, r_max, mmax, num_basis, avg_num_neighbors)

@@ -26,7 +26,7 @@ import torch
 from .. import nn, o3
 from ..core.irreps import Irreps
 from ..ops import tensor_product_conv
-from ._potential import Potential
+from ._potential import Potential, activation
 from .blocks import RadialEmbedding
 
 __all__ = ["MACE", "MACEInteraction", "MACEProduct"]
@@ -145,7 +145,8 @@ class MACE(Potential):
         max_ell: degree of the edge spherical harmonics (up to 3 tested).
         num_interactions: layers; hidden_irreps: node features, one multiplicity, e.g. ``"32x0e + 32x1o"``
             (up to L = 2 tested; ``0o``/``1e`` pseudo-tensors allowed).
-        MLP_irreps: hidden scalars of the last, non-linear readout; gate: its activation (SiLU).
+        MLP_irreps: hidden scalars of the last, non-linear readout; gate: its activation (a function or a name
+            of ``ACTIVATIONS``: ``"silu"``, ``"tanh"``, ...).
         correlation: body order minus one of each product (an int, or one per layer), 1 to 3.
         avg_num_neighbors: the message sum is divided by it; radial_MLP: hidden widths of the radial MLP.
         interaction / interaction_first: ``"RealAgnosticResidual"`` or ``"RealAgnostic"`` (MACE's blocks).
@@ -161,9 +162,10 @@ class MACE(Potential):
                  avg_num_neighbors: float = 1.0, radial_MLP: Sequence[int] = (64, 64, 64),
                  interaction: str = "RealAgnosticResidual", interaction_first: str = "RealAgnosticResidual",
                  atomic_energies: list[float] | None = None, scale: float = 1.0, shift: float = 0.0,
-                 gate: Callable = torch.nn.functional.silu, keep_last_layer_irreps: bool = False,
+                 gate: Callable | str = "silu", keep_last_layer_irreps: bool = False,
                  u_matrices: dict | None = None) -> None:  # fmt: skip
         super().__init__("MACE", atomic_numbers, r_max, atomic_energies, scale, shift)
+        self._store_config(locals())
         hidden = Irreps(hidden_irreps)
         for name in (interaction, interaction_first):
             if name not in INTERACTIONS:
@@ -196,7 +198,7 @@ class MACE(Potential):
             self.products.append(MACEProduct(target, out, correlations[t], self.num_species,
                                              use_sc=t > 0 or residual, u_matrices=layer_u))  # fmt: skip
             nonlinear = last and t > 0  # as MACE: a one-layer model reads out linearly
-            self.readouts.append(_NonLinearReadout(out, MLP_irreps, gate) if nonlinear else _LinearBlock(out, "0e"))
+            self.readouts.append(_NonLinearReadout(out, MLP_irreps, activation(gate)) if nonlinear else _LinearBlock(out, "0e"))
             irreps_in = out
 
     def atom_energies(self, onehot, species, edge_src, edge_dst, vec):

@@ -101,6 +101,7 @@ class NequIP(ReadoutPotential):
                  shift: float = 0.0) -> None:  # fmt: skip
         hidden = Irreps(hidden_irreps)
         super().__init__("NequIP", atomic_numbers, r_max, hidden, atomic_energies, scale, shift)
+        self._store_config(locals())
         if len({mul for mul, _ in hidden}) != 1:
             raise ValueError(f"NequIP: hidden_irreps needs one multiplicity (the fused convolution's), got {hidden}")
         self.irreps_sh = Irreps.spherical_harmonics(lmax)

@@ -1,0 +1,82 @@
+"""An ASE calculator for the potentials of ``fastso3.models``: energy, forces, stress, per-atom energies, Hessian.
+
+    from fastso3.calculator import FastSO3Calculator
+    atoms.calc = FastSO3Calculator("run/model.pt")          # a file of fastso3.models.save, or a model
+
+Units are the model's (eV and Angstrom for models trained on the usual data). The neighbour list is
+``fastso3.graph.neighbor_list`` (vesin's cell lists for large cells) with the model's cutoff, rebuilt at
+every call: molecular dynamics steps need no skin bookkeeping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .graph import neighbor_list
+from .models import forces_and_stress, load
+from .models._potential import Potential
+
+__all__ = ["FastSO3Calculator"]
+
+
+class FastSO3Calculator(Calculator):
+    """ASE calculator of a fastso3 potential.
+
+    Args:
+        model: a ``fastso3.models`` potential or the path of a file written by ``fastso3.models.save``
+            (or by ``fastso3 train``).
+        device: where the model runs (``"cpu"``, ``"cuda"``).
+        dtype: ``torch.float64`` or ``torch.float32``; default: the model's own.
+
+    Properties: ``energy`` and ``free_energy`` (eV), ``forces`` ``(N, 3)`` (eV/A), ``stress`` (6, Voigt
+    ``xx yy zz yz xz xy``, eV/A^3, ASE's sign) for cells periodic along all three axes, and :meth:`get_hessian`.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model: Potential | str | Path, device: str | torch.device = "cpu",
+                 dtype: torch.dtype | None = None, **kwargs) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        self.model = load(model, device) if isinstance(model, (str, Path)) else model.to(device).eval()
+        if dtype is not None:
+            self.model = self.model.to(dtype)
+        self.device = torch.device(device)
+        self.dtype = self.model.atomic_energies.energies.dtype
+        for p in self.model.parameters():
+            p.requires_grad_(False)  # inference: gradients w.r.t. positions and strain only
+
+    def _inputs(self, atoms):
+        positions = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device)
+        cell = torch.tensor(np.asarray(atoms.get_cell()), dtype=self.dtype, device=self.device)
+        numbers = torch.tensor(atoms.get_atomic_numbers(), dtype=torch.int64, device=self.device)
+        src, dst, shifts = neighbor_list(positions, cell, atoms.get_pbc().tolist(), self.model.r_max)
+        return positions, cell, numbers, src, dst, shifts
+
+    def _energy_fn(self, numbers, src, dst, shifts):
+        return lambda pos, cell: self.model(pos, numbers, src, dst, shifts, cell)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        positions, cell, numbers, src, dst, shifts = self._inputs(self.atoms)
+        periodic = bool(self.atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise ValueError("FastSO3Calculator: stress needs a cell periodic along all three axes")
+        out = forces_and_stress(self._energy_fn(numbers, src, dst, shifts), positions, cell, stress=periodic)
+        energy = float(out["energy"].sum())
+        self.results = {"energy": energy, "free_energy": energy, "forces": out["forces"].cpu().double().numpy()}
+        if periodic:
+            s = out["stress"][0].cpu().double().numpy()
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+    def get_hessian(self, atoms=None) -> np.ndarray:
+        """``(3N, 3N)`` second derivatives of the energy in the positions (eV/A^2), by double autograd."""
+        atoms = self.atoms if atoms is None else atoms
+        positions, cell, numbers, src, dst, shifts = self._inputs(atoms)
+        energy = self._energy_fn(numbers, src, dst, shifts)
+        flat = positions.reshape(-1)
+        hessian = torch.autograd.functional.hessian(lambda x: energy(x.reshape(-1, 3), cell.unsqueeze(0)).sum(), flat)
+        return hessian.cpu().double().numpy()

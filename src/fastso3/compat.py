@@ -33,7 +33,7 @@ from .o3._tensor_product import (
     TensorSquare,
 )
 
-__all__ = ["E3nnNequIP", "from_e3nn", "from_mace", "to_e3nn", "to_mace"]
+__all__ = ["E3nnNequIP", "from_e3nn", "from_mace", "mace_inputs", "to_e3nn", "to_mace"]
 
 _TP_CLASSES = ("TensorSquare", "FullTensorProduct", "ElementwiseTensorProduct", "FullyConnectedTensorProduct", "TensorProduct")
 _OURS = {
@@ -405,3 +405,26 @@ def _load_checked(module: torch.nn.Module, state: dict, who: str) -> None:
         raise ValueError(f"{who}: the parameters do not map (missing {missing[:5]}, unexpected {unexpected[:5]}, "
                          f"shapes differ for {wrong[:5]})")  # fmt: skip
     module.load_state_dict(state)
+
+
+def mace_inputs(model: Any, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
+                edge_dst: torch.Tensor, shifts: torch.Tensor, cell: torch.Tensor,
+                batch: torch.Tensor | None = None) -> dict:  # fmt: skip
+    """The input dict of a mace-torch ``model`` for the graph a fastso3 model reads (to compare the two).
+
+    positions ``(N, 3)``, atomic_numbers ``(N,)``, edges ``(E,)`` with integer ``shifts (E, 3)``, ``cell (G, 3, 3)``
+    and ``batch (N,)`` (default: one structure), as ``fastso3.graph.neighbor_list`` and the models take them.
+    """
+    if batch is None:
+        batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
+    cells = cell.reshape(-1, 3, 3)
+    counts = torch.bincount(batch, minlength=cells.shape[0])
+    numbers = model.atomic_numbers.to(atomic_numbers.device)
+    return dict(
+        positions=positions, node_attrs=(atomic_numbers[:, None] == numbers[None]).to(positions.dtype),
+        edge_index=torch.stack([edge_src, edge_dst]),
+        shifts=torch.einsum("ei,eij->ej", shifts.to(positions.dtype), cells[batch[edge_src]]),
+        unit_shifts=shifts.to(positions.dtype), cell=cells.reshape(-1, 3), batch=batch,
+        ptr=torch.cat([counts.new_zeros(1), counts.cumsum(0)]), weight=positions.new_ones(cells.shape[0]),
+        head=torch.zeros(cells.shape[0], dtype=torch.int64, device=positions.device),
+    )  # fmt: skip

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastso3.compat import from_mace, to_mace
+from fastso3.compat import from_mace, mace_inputs, to_mace
 from fastso3.graph import neighbor_list
 from fastso3.models import MACE, forces_and_stress
 from fastso3.testing import default_dtype
@@ -59,13 +59,7 @@ def graph(atoms_list, r_max):
 
 def mace_outputs(model, g):
     pos, z, src, dst, shifts, cells, batch = g
-    lengths = torch.bincount(batch)
-    data = dict(positions=pos.clone(), node_attrs=(z[:, None] == torch.tensor(ELEMENTS)).double(),
-                edge_index=torch.stack([src, dst]), shifts=torch.einsum("ei,eij->ej", shifts.double(), cells[batch[src]]),
-                unit_shifts=shifts.double(), cell=cells.reshape(-1, 3), batch=batch,
-                ptr=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-                weight=torch.ones(len(lengths)), head=torch.zeros(len(lengths), dtype=torch.long))  # fmt: skip
-    out = model(data, compute_stress=True, training=False)
+    out = model(mace_inputs(model, pos.clone(), z, src, dst, shifts, cells, batch), compute_stress=True, training=False)
     return {k: out[k].detach() for k in ("energy", "forces", "stress")}
 
 

@@ -1,0 +1,145 @@
+"""Benchmark ``mace``: a MACE potential, fastso3 (``compat.from_mace``) vs mace-torch 0.3.16 itself (on e3nn 0.6.0).
+
+Configuration: ``ScaleShiftMACE`` with RealAgnosticResidual blocks, hidden irreps ``64x0e+64x1o``, spherical
+harmonics l <= 3, correlation 3, 2 layers, r_max 5 A, radial MLP [64, 64, 64]; rattled periodic Cu3Au fcc
+supercells of 32 and 108 atoms (~78 neighbours per atom); float32; the same weights (the fastso3 model is
+converted from the mace-torch one). Providers:
+
+* ``fastso3``: ``fastso3.models.MACE`` (fused channel-wise convolution, factorised symmetric contraction);
+* ``mace``: mace-torch's own model and code.
+
+Measurements: ``energy+forces`` (an MD step's model call) and ``train step`` (energy and forces, then the
+gradient of an energy + forces loss w.r.t. the parameters), with the neighbour list built once outside.
+
+Run: ``fastso3 bench mace [--quick]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Benchmark, Case, Unavailable, main
+
+R_MAX = 5.0
+MEASURES = ("energy+forces", "train step")
+
+
+def _mace(hidden: str):
+    try:
+        from e3nn import o3
+        from mace import modules
+    except ImportError as exc:
+        raise Unavailable("mace-torch (installed with --no-deps, see the Makefile) or e3nn is missing") from exc
+    torch.manual_seed(0)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    return modules.ScaleShiftMACE(
+        r_max=R_MAX, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps(hidden),
+        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.array([-3.7, -3.2]), avg_num_neighbors=78.0,
+        atomic_numbers=[29, 79], correlation=3, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
+        use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+    )  # fmt: skip
+
+
+def _system(repeat: int):
+    from ase.build import bulk
+
+    from fastso3.graph import neighbor_list
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((repeat, repeat, repeat))
+    atoms.numbers[::4] = 79
+    atoms.rattle(0.05, seed=0)
+    pos = torch.tensor(atoms.positions, dtype=torch.float32)
+    cell = torch.tensor(np.asarray(atoms.cell), dtype=torch.float32)
+    z = torch.tensor(atoms.numbers)
+    src, dst, shifts = neighbor_list(pos, cell, True, R_MAX)
+    return pos, cell, z, src, dst, shifts
+
+
+def _factory(repeat: int, provider: str, measure: str, hidden: str):
+    def factory():
+        from fastso3.compat import from_mace, mace_inputs
+
+        theirs = _mace(hidden)
+        pos, cell, z, src, dst, shifts = _system(repeat)
+        train = measure == "train step"
+        if provider == "mace":
+            def energy_forces():
+                out = theirs(mace_inputs(theirs, pos.clone(), z, src, dst, shifts, cell), training=train)
+                return out["energy"], out["forces"]
+
+            params = list(theirs.parameters())
+        else:
+            ours = from_mace(theirs)
+
+            def energy_forces():
+                x = pos.clone().requires_grad_(True)
+                e = ours(x, z, src, dst, shifts, cell.unsqueeze(0))
+                (f,) = torch.autograd.grad(-e.sum(), x, create_graph=train)
+                return e, f
+
+            params = list(ours.parameters())
+
+        def run():
+            e, f = energy_forces()
+            if train:
+                loss = e.square().sum() + f.square().sum()
+                return torch.autograd.grad(loss, [p for p in params if p.requires_grad])
+            return f
+
+        return run
+
+    return factory
+
+
+def _checks(repeat: int, hidden: str):
+    def checks():
+        from fastso3.compat import from_mace, mace_inputs
+
+        theirs = _mace(hidden).double()
+        ours = from_mace(theirs)
+        pos, cell, z, src, dst, shifts = (t.double() if t.is_floating_point() else t for t in _system(repeat))
+        e_theirs = theirs(mace_inputs(theirs, pos, z, src, dst, shifts, cell), compute_force=False)["energy"]
+        e_ours = ours(pos, z, src, dst, shifts, cell.unsqueeze(0))
+        return {"rel_energy_diff_float64": float((e_ours - e_theirs).abs() / e_theirs.abs()),
+                "edges_per_atom": len(src) / len(z)}  # fmt: skip
+
+    return checks
+
+
+def make_benchmark(quick: bool = False) -> Benchmark:
+    hidden = "16x0e+16x1o" if quick else "64x0e+64x1o"
+    repeats = {32: 2} if quick else {32: 2, 108: 3}
+    cases = [
+        Case(name=f"{measure} n={n}", params={"measure": measure, "atoms": n},
+             providers={p: _factory(r, p, measure, hidden) for p in ("fastso3", "mace")})  # fmt: skip
+        for measure in MEASURES
+        for n, r in repeats.items()
+    ]
+    timing = (
+        {"warmup": 1, "min_repeats": 3, "max_repeats": 3, "min_time": 0.05, "block_time": 0.005}
+        if quick
+        else {"warmup": 1, "min_repeats": 5, "max_repeats": 10, "min_time": 1.0, "block_time": 0.02}
+    )
+    return Benchmark(
+        name="mace",
+        description=f"ScaleShiftMACE ({hidden}, sh l<=3, correlation 3, 2 layers, r_max 5, periodic Cu3Au), "
+        "float32: energy+forces and a training step, fastso3 (from_mace) vs mace-torch 0.3.16 on e3nn 0.6.0",
+        cases=cases,
+        reference="mace",
+        ratios=[("mace/fastso3", "mace", "fastso3")],
+        settings={"dtype": "float32", "r_max": R_MAX, "hidden_irreps": hidden, "quick": quick},
+        plot_x="atoms",
+        plot_panels="measure",
+        checks=_checks(2, hidden),
+        timing=timing,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(make_benchmark))

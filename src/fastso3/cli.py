@@ -405,7 +405,7 @@ def _demo_potential(ctx: DemoContext) -> None:
             ["forces vs R F", f"{float((turned['forces'] - out['forces'] @ rot.T).abs().max()):.1e}"],
             ["stress vs R s R^T", f"{float((turned['stress'][0] - rot @ out['stress'][0] @ rot.T).abs().max()):.1e}"]]  # fmt: skip
     ctx.out(_table(["quantity", "max |difference|"], rows))
-    ctx.out("(benchmark against the same network on e3nn: fastso3 bench nequip; training arrives with issue 15)")
+    ctx.out("(benchmark against the same network on e3nn: fastso3 bench nequip; training: fastso3 train)")
 
 
 @demo_section("eSCN SO(2) messages (fastso3.so2, FastSo3's API)")
@@ -603,16 +603,121 @@ def run_bench(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# fastso3 train, and the main demo: train, then molecular dynamics with the trained model
+# ---------------------------------------------------------------------------------------------------------
+def _report(metrics: dict, out: Callable[[str], None]) -> None:
+    rows = [[split, f"{1e3 * m['energy_per_atom_mae']:.2f}", f"{1e3 * m['forces_mae']:.1f}",
+             f"{1e3 * m['stress_mae']:.2f}" if "stress_mae" in m else "-"] for split, m in
+            (("train", metrics["train"]), ("valid", metrics["valid"]))]  # fmt: skip
+    out(_table(["set", "energy MAE (meV/atom)", "forces MAE (meV/A)", "stress MAE (meV/A^3)"], rows))
+    out(f"{metrics['epochs']} epochs in {metrics['seconds']:.0f} s (best: epoch {metrics['best_epoch']})")
+
+
+def run_train(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """``fastso3 train``: train as the flags (and ``--config``) say, print the final metrics."""
+    from fastso3.data import DataError
+    from fastso3.training import train
+    from fastso3.training.config import config_from_args
+
+    try:
+        config = config_from_args(args)
+        metrics = train(config)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"fastso3 train: {exc}", file=sys.stderr)
+        return 2
+    _report(metrics, out)
+    out(f"wrote {config.output_dir}/: model.pt (FastSO3Calculator loads it), metrics.json, best.pt, last.pt, "
+        "learning_curve.png, parity_energy.png, parity_forces.png")
+    return 0
+
+
+def run_md(model_path: Path, out: Callable[[str], None] = print, steps: int = 250) -> dict:
+    """NVE molecular dynamics of a rattled 32-atom Cu3Au cell at 600 K with the model at ``model_path``
+    (VelocityVerlet, 2 fs): prints the total-energy drift and the model's errors against EMT on the trajectory."""
+    import numpy as np
+    from ase import units
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from fastso3.calculator import FastSO3Calculator
+
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True).repeat((2, 2, 2))
+    atoms.numbers[::4] = 79
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = FastSO3Calculator(model_path)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    energies, frames = [atoms.get_total_energy()], []
+    dyn = VelocityVerlet(atoms, timestep=2 * units.fs)
+
+    def record():
+        energies.append(atoms.get_total_energy())
+        frames.append(atoms.copy())
+
+    dyn.attach(record, interval=25)
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    seconds = time.perf_counter() - t0
+    drift = (energies[-1] - energies[0]) / len(atoms)
+    spread = (max(energies) - min(energies)) / len(atoms)
+    e_err, f_err = [], []
+    for frame in frames:
+        model_e, model_f = atoms.calc.get_potential_energy(frame), atoms.calc.get_forces(frame)
+        frame.calc = EMT()
+        e_err.append(abs(model_e - frame.get_potential_energy()) / len(frame))
+        f_err.append(np.abs(model_f - frame.get_forces()).mean())
+    out(f"NVE MD: {len(atoms)} atoms (Cu3Au) at 600 K, {steps} steps of 2 fs ({steps * 2 / 1000:.1f} ps) in "
+        f"{seconds:.1f} s ({steps / seconds:.0f} steps/s)")
+    out(f"total energy drift {1e3 * drift:+.3f} meV/atom (max spread {1e3 * spread:.3f} meV/atom, "
+        f"final temperature {atoms.get_temperature():.0f} K)")
+    out(f"against EMT on {len(frames)} MD frames: energy MAE {1e3 * np.mean(e_err):.2f} meV/atom, "
+        f"forces MAE {1e3 * np.mean(f_err):.1f} meV/A")
+    return {"drift_per_atom": drift, "spread_per_atom": spread, "steps_per_s": steps / seconds}
+
+
+def run_main_demo(minutes: float, output_dir: str, out: Callable[[str], None] = print) -> int:
+    """``fastso3 demo``: train the default potential on the embedded EMT Cu/Au data for ``minutes``, report its
+    validation errors and plots, then run NVE molecular dynamics with it through the ASE calculator."""
+    from fastso3.training import TrainConfig, train
+
+    config = TrainConfig(time_limit=minutes, max_num_epochs=DEMO_EPOCHS, output_dir=output_dir)
+    out(f"== 1. Training {config.model} ({config.hidden_irreps}, correlation {config.correlation}) on the embedded "
+        f"EMT Cu/Au data for up to {minutes:g} min, {config.default_dtype}, {torch.get_num_threads()} threads")  # fmt: skip
+    metrics = train(config)
+    _report(metrics, out)
+    out(f"wrote {output_dir}/: model.pt, metrics.json, learning_curve.png, parity_energy.png, parity_forces.png")
+    out("")
+    out("== 2. Molecular dynamics with the trained model (fastso3.calculator.FastSO3Calculator in ASE)")
+    run_md(Path(output_dir) / "model.pt", out)
+    out("")
+    out("(the layer-level tour: fastso3 demo --kernels; benchmarks: fastso3 bench NAME)")
+    return 0
+
+
+DEMO_EPOCHS = 60
+
+
+# ---------------------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastso3", description="fastso3 command line: demo, benchmarks, checks")
+    from fastso3.training.config import add_arguments
+
+    parser = argparse.ArgumentParser(prog="fastso3", description="fastso3 command line: train, demo, benchmarks, checks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="a short tour: spherical harmonics, Wigner D, equivariance, timing vs e3nn")
-    p.add_argument("--points", type=int, default=1000, help="size of the random point cloud (default 1000)")
-    p.add_argument("--timing-points", type=int, default=100_000, help="points for the timing table (default 100000)")
-    p.add_argument("--quick", action="store_true", help="fewer timing repeats")
+    p = sub.add_parser("train", help="train a potential (default data: the embedded EMT Cu/Au set)")
+    add_arguments(p)
+
+    p = sub.add_parser("demo", help="the main job: train a potential for ~2 minutes, then run NVE MD with it; "
+                                    "--kernels: a tour of the layers (harmonics, Wigner D, equivariance, timing)")  # fmt: skip
+    p.add_argument("--kernels", action="store_true", help="the layer-level tour instead of training")
+    p.add_argument("--minutes", type=float, default=2.0, help="training time of the main demo (default 2)")
+    p.add_argument("--output_dir", default="fastso3_demo", help="where the demo's run is written")
+    p.add_argument("--points", type=int, default=1000, help="--kernels: size of the random point cloud (default 1000)")
+    p.add_argument("--timing-points", type=int, default=100_000, help="--kernels: points for the timing table")
+    p.add_argument("--quick", action="store_true", help="--kernels: fewer timing repeats")
 
     p = sub.add_parser("bench", help="run benchmarks/bench_NAME.py; without NAME, list the benchmarks")
     p.add_argument("name", nargs="?", default=None, help="the benchmark, e.g. 'sh'")
@@ -632,8 +737,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastso3`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "demo":
+    if args.command == "train":
+        return run_train(args)
+    if args.command == "demo" and args.kernels:
         return run_demo(n_points=args.points, timing_points=args.timing_points, quick=args.quick)
+    if args.command == "demo":
+        return run_main_demo(args.minutes, args.output_dir)
     if args.command == "bench":
         try:
             return run_bench(args.name, args.quick, args.out, args.dir, args.threads, plot=not args.no_plot)

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["load_library", "library_function", "library_status", "CPUKernelUnavailable"]
+__all__ = ["CPUKernelUnavailable", "cache_dir", "load_library", "library_function", "library_status"]
 
 _SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
@@ -38,7 +38,8 @@ def _compiler() -> str:
     return compiler
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """fastso3's cache folder: ``$FASTSO3_CACHE``, default ``~/.cache/fastso3`` (built kernels, generated data)."""
     return Path(os.environ.get("FASTSO3_CACHE", Path.home() / ".cache" / "fastso3"))
 
 
@@ -46,7 +47,7 @@ def _build(compiler: str) -> Path:
     key = hashlib.sha256(
         b"\0".join([*(src.read_bytes() for src in _SOURCES), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
     ).hexdigest()[:16]
-    target = _cache_dir() / f"fastso3_cpu_{key}.so"
+    target = cache_dir() / f"fastso3_cpu_{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,103 @@
+"""The training configuration: one dataclass, read from YAML and command-line flags (MACE's names where it has them)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TrainConfig", "add_arguments", "config_from_args"]
+
+MODEL_NAMES = ("MACE", "NequIP", "ESCN")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of ``fastso3 train`` (units: A, eV, minutes). ``train_file=None``: the embedded EMT Cu/Au set."""
+
+    model: str = "MACE"
+    train_file: str | None = None
+    valid_file: str | None = None
+    valid_fraction: float = 0.1
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    virials_key: str = "virials"
+    r_max: float = 4.5
+    hidden_irreps: str = "16x0e+16x1o"
+    max_ell: int = 2
+    num_interactions: int = 2
+    correlation: int = 2
+    num_radial_basis: int = 8
+    radial_MLP: str = "[32, 32]"
+    energy_weight: float = 1.0
+    forces_weight: float = 10.0
+    stress_weight: float = 1.0
+    optimizer: str = "adam"
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    ema_decay: float = 0.99
+    clip_grad: float = 10.0
+    max_num_epochs: int = 200
+    batch_size: int = 4
+    seed: int = 0
+    device: str = "cpu"
+    default_dtype: str = "float32"
+    time_limit: float | None = None
+    output_dir: str = "fastso3_run"
+    restart_latest: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the setting that cannot work."""
+        choices = {"model": MODEL_NAMES, "optimizer": ("adam", "adamw"), "scheduler": ("cosine", "plateau"),
+                   "default_dtype": ("float32", "float64")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("r_max", "lr", "batch_size", "max_num_epochs")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"--valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"--ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--name`` flag per :class:`TrainConfig` field, plus ``--config FILE.yaml``; defaults stay unset so a
+    YAML file's values win over the built-in defaults and flags win over both."""
+    parser.add_argument("--config", help="a YAML file of TrainConfig settings (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        kind = {"int": int, "float": float, "bool": _parse_bool}.get(str(f.type).split(" ")[0], str)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"(default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed flags (and the YAML file of ``--config``), checked."""
+    values = {}
+    if args.config:
+        import yaml
+
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise ValueError(f"{args.config}: unknown settings {unknown}")
+        values.update(loaded)
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                   if getattr(args, f.name) is not None})  # fmt: skip
+    config = TrainConfig(**values)
+    config.check()
+    return config

@@ -6,7 +6,7 @@ import pytest
 import torch
 from ase import units
 from ase.build import bulk, molecule
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from fastso3.calculator import FastSO3Calculator
@@ -79,7 +79,7 @@ def test_a_saved_model_loads_in_one_line(tmp_path):
 def test_nve_dynamics_conserves_energy():
     atoms = alloy().repeat((2, 1, 1))
     atoms.calc = FastSO3Calculator(mace())
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     start = atoms.get_total_energy()
     energies = []
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)

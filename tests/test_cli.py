@@ -193,11 +193,22 @@ def test_demo_sections_are_extensible_and_failures_reported(monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_command_under_a_minute():
-    """The real ``fastso3 demo`` (what ``make demo`` runs), in a fresh interpreter."""
+def test_main_demo_trains_and_runs_md(tmp_path):
+    """``fastso3 demo`` (what ``make demo`` runs), shortened: training, validation errors, plots, NVE MD."""
+    lines = []
+    assert cli.run_main_demo(0.05, str(tmp_path), out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "energy MAE (meV/atom)" in text and "total energy drift" in text and "against EMT" in text
+    assert (tmp_path / "parity_forces.png").exists() and (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_kernel_demo_command_under_a_minute():
+    """The real ``fastso3 demo --kernels``, in a fresh interpreter."""
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "fastso3.cli", "demo"], check=False, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "fastso3.cli", "demo", "--kernels"], check=False, capture_output=True, text=True,
+        timeout=300,
     )
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr

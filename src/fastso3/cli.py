@@ -638,7 +638,7 @@ def run_md(model_path: Path, out: Callable[[str], None] = print, steps: int = 25
     from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
     from fastso3.calculator import FastSO3Calculator
@@ -647,7 +647,7 @@ def run_md(model_path: Path, out: Callable[[str], None] = print, steps: int = 25
     atoms.numbers[::4] = 79
     atoms.rattle(0.05, seed=0)
     atoms.calc = FastSO3Calculator(model_path)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     energies, frames = [atoms.get_total_energy()], []
     dyn = VelocityVerlet(atoms, timestep=2 * units.fs)
 

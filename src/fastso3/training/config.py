@@ -31,7 +31,7 @@ class TrainConfig:
     correlation: int = 2
     num_radial_basis: int = 8
     radial_MLP: str = "[32, 32]"
-    energy_weight: float = 1.0
+    energy_weight: float = 30.0
     forces_weight: float = 10.0
     stress_weight: float = 1.0
     optimizer: str = "adam"
@@ -40,7 +40,7 @@ class TrainConfig:
     scheduler: str = "cosine"
     ema_decay: float = 0.99
     clip_grad: float = 10.0
-    max_num_epochs: int = 200
+    max_num_epochs: int = 100
     batch_size: int = 4
     seed: int = 0
     device: str = "cpu"

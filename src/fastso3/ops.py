@@ -97,7 +97,7 @@ def tensor_product_conv(
             raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim}), got {getattr(t, 'shape', type(t))}")
         if t.dtype != node_features.dtype or t.device != node_features.device:
             raise TypeError(f"{name} ({t.dtype}, {t.device}) must match node_features ({node_features.dtype}, {node_features.device})")
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, torch.SymInt)) or num_nodes < 0:
         raise ValueError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
     edges = edge_attr.shape[0]
     if edge_weights.shape[0] != edges:

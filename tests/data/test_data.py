@@ -116,6 +116,7 @@ def test_embedded_data_set_is_deterministic_and_varied():
     ("close atoms", r"data:0: atoms 0 and 1 are 0.0500 A apart"),
     ("zero cell", r"data:0: periodic along .* zero or degenerate lattice vector"),
     ("stress without cell", r"data:0: 'stress' given for a structure that is not periodic"),
+    ("stress in GPa", r"data:0: a stress component of .* must be in eV/A\^3 \(GPa or kbar"),
 ])  # fmt: skip
 def test_bad_structures_are_named(case, message):
     atoms = labelled(cu_cell())
@@ -128,6 +129,8 @@ def test_bad_structures_are_named(case, message):
         atoms = Atoms("Cu2", positions=[[0, 0, 0], [0.05, 0, 0]])
     elif case == "zero cell":
         atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.0, 0, 0]], pbc=True)
+    elif case == "stress in GPa":
+        atoms.calc.results["stress"] = atoms.calc.results["stress"] * 160.2e3
     elif case == "stress without cell":
         atoms = labelled(molecule("CH4"), stress=np.zeros(6))
     with pytest.raises(DataError, match=message):
@@ -142,3 +145,15 @@ def test_unknown_elements_and_isolated_atoms_are_named():
     (c,) = configurations_from_atoms([labelled(far)], source="far.xyz")
     with pytest.raises(DataError, match=r"far.xyz:0: no two atoms are within the cutoff"):
         GraphDataset([c], 3.0, [29])
+
+
+def test_ase_db_files_read_like_extxyz(tmp_path):
+    import ase.db
+
+    frames = [labelled(cu_cell(s)) for s in range(2)]
+    with ase.db.connect(tmp_path / "data.db") as db:
+        for atoms in frames:
+            db.write(atoms)
+    configs = read_configurations(tmp_path / "data.db")
+    assert [c.energy for c in configs] == pytest.approx([f.get_potential_energy() for f in frames], rel=1e-12)
+    np.testing.assert_allclose(configs[1].forces, frames[1].get_forces(), atol=1e-12)

@@ -32,12 +32,14 @@ def test_values_match_e3nn_float64(backend, normalization):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unnormalized_inputs_match_e3nn(backend):
-    # Homogeneous polynomials: compare relative to the size of the values.
+    # Homogeneous polynomials: compare relative to the size of the values. At l = 12 (values up to ~1e5) both
+    # e3nn's recurrence and the readable reference twin round at 1-2e-12 relative (measured on random points,
+    # either backend), so 1e-11 is e3nn's own float64 rounding with headroom, not a kernel tolerance.
     x = points(100)
     ls = list(range(13))
     ours = spherical_harmonics(ls, x, False, "component", backend=backend)
     ref = e3nn_o3.spherical_harmonics(ls, x, False, "component")
-    assert ((ours - ref).abs() / (1 + ref.abs())).max() <= 1e-12
+    assert ((ours - ref).abs() / (1 + ref.abs())).max() <= 1e-11
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -5,7 +5,8 @@ Keys: ``energy_key``/``forces_key``/``stress_key``/``virials_key``/``weight_key`
 ASE's own name (``energy``, ``forces``, ``stress``) and the file put the value on a calculator instead (what
 ``ase.io.read`` does with extxyz ``energy=`` / ``forces`` columns), the calculator's results are read.
 Units: eV, eV/A, eV/A^3 (stress, ASE's sign: positive under tension); virials (eV) become stress
-``-virials / volume``.
+``-virials / volume``. Forces beyond ``MAX_FORCE`` and stresses beyond ``MAX_STRESS`` are taken for another
+unit system and raise.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Configuration", "DataError", "MIN_DISTANCE", "configurations_from_atoms", "read_configurations"]
+__all__ = ["Configuration", "DataError", "MAX_FORCE", "MAX_STRESS", "MIN_DISTANCE", "configurations_from_atoms", "read_configurations"]
 
 MIN_DISTANCE = 0.1  # Angstrom: closer atoms are an error in the data, not physics
+# Labels beyond these are another unit system, not physics: 1e3 eV/A forces, 10 eV/A^3 (1.6 TPa) stresses.
+MAX_FORCE = 1e3
+MAX_STRESS = 10.0
 
 
 class DataError(ValueError):
@@ -128,6 +132,12 @@ def configurations_from_atoms(frames, source: str = "atoms", energy_key: str | N
         for name, (value, key) in labels.items():
             if value is not None and not np.isfinite(np.asarray(value, dtype=np.float64)).all():
                 raise DataError(f"{where}: the {name} label {key!r} contains NaN or inf")
+        if forces is not None and np.abs(forces).max() > MAX_FORCE:
+            raise DataError(f"{where}: a force component of {np.abs(forces).max():.3g} under {forces_key!r}: forces "
+                            "must be in eV/A (wrong units, e.g. meV/A?)")  # fmt: skip
+        if stress is not None and np.abs(stress).max() > MAX_STRESS:
+            raise DataError(f"{where}: a stress component of {np.abs(stress).max():.3g} under {stress_key!r}: stress "
+                            "must be in eV/A^3 (GPa or kbar? 1 eV/A^3 = 160.2 GPa)")  # fmt: skip
         weight = float(atoms.info.get(weight_key, 1.0)) if weight_key else 1.0
         out.append(Configuration(
             numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=np.asarray(atoms.positions, dtype=np.float64),

@@ -9,7 +9,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"calculator", "compat", "core", "data", "functional", "graph", "irreps_tensor", "kernels", "math", "models", "nn",
-               "o3", "ops", "so2", "testing", "training"}  # fmt: skip
+               "o3", "ops", "so2", "so3", "testing", "training"}  # fmt: skip
 _FROM_O3 = {"Irrep", "Irreps", "spherical_harmonics", "SphericalHarmonics", "wigner_3j", "wigner_D"}
 
 

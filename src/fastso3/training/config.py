@@ -40,7 +40,7 @@ class TrainConfig:
     scheduler: str = "cosine"
     ema_decay: float = 0.99
     clip_grad: float = 10.0
-    max_num_epochs: int = 100
+    max_num_epochs: int = 80
     batch_size: int = 4
     seed: int = 0
     device: str = "cpu"

@@ -113,3 +113,4 @@ def test_unsupported_models_raise(f64):
     model.pair_repulsion = True
     with pytest.raises(NotImplementedError, match="pair_repulsion"):
         from_mace(model)
+

@@ -2,7 +2,7 @@
 
 Configuration: ``ScaleShiftMACE`` with RealAgnosticResidual blocks, hidden irreps ``64x0e+64x1o``, spherical
 harmonics l <= 3, correlation 3, 2 layers, r_max 5 A, radial MLP [64, 64, 64]; rattled periodic Cu3Au fcc
-supercells of 32 and 108 atoms (~78 neighbours per atom); float32; the same weights (the fastso3 model is
+supercells of 32 and 108 atoms (42 neighbours per atom); float32; the same weights (the fastso3 model is
 converted from the mace-torch one). Providers:
 
 * ``fastso3``: ``fastso3.models.MACE`` (fused channel-wise convolution, factorised symmetric contraction);
@@ -40,7 +40,7 @@ def _mace(hidden: str):
     return modules.ScaleShiftMACE(
         r_max=R_MAX, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, interaction_cls=block,
         interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps(hidden),
-        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.array([-3.7, -3.2]), avg_num_neighbors=78.0,
+        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.array([-3.7, -3.2]), avg_num_neighbors=42.0,
         atomic_numbers=[29, 79], correlation=3, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
         use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
     )  # fmt: skip

@@ -39,8 +39,9 @@ def learning_curve(history: list[dict], path: Path) -> None:
 def parity(pairs: dict[str, np.ndarray], out: Path) -> None:
     """``parity_energy.png`` and ``parity_forces.png``: prediction against reference on the validation set."""
     plt = _pyplot()
-    labels = {"energy_per_atom": ("energy", "energy per atom (eV/atom)"), "forces": ("forces", "force component (eV/A)")}
-    for key, (name, unit) in labels.items():
+    labels = {"energy_per_atom": ("energy", "energy per atom (eV/atom)", "meV/atom"),
+              "forces": ("forces", "force component (eV/A)", "meV/A")}  # fmt: skip
+    for key, (name, unit, small) in labels.items():
         if key not in pairs:
             continue
         predicted, reference = pairs[key][:, 0], pairs[key][:, 1]
@@ -49,7 +50,7 @@ def parity(pairs: dict[str, np.ndarray], out: Path) -> None:
         lo, hi = float(min(reference.min(), predicted.min())), float(max(reference.max(), predicted.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         mae = float(np.abs(predicted - reference).mean())
-        ax.set(xlabel=f"reference {unit}", ylabel=f"predicted {unit}", title=f"{name}: MAE {mae:.3g}")
+        ax.set(xlabel=f"reference {unit}", ylabel=f"predicted {unit}", title=f"{name}: MAE {1e3 * mae:.3g} {small}")
         fig.tight_layout()
         fig.savefig(out / f"parity_{name}.png", dpi=120)
         plt.close(fig)

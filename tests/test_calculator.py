@@ -88,3 +88,21 @@ def test_nve_dynamics_conserves_energy():
     drift = max(abs(e - start) for e in energies) / len(atoms)
     assert drift < 1e-4  # eV/atom over 50 fs; the kinetic energy is ~0.04 eV/atom
     assert atoms.get_kinetic_energy() > 0
+
+
+@pytest.mark.compile
+@pytest.mark.slow
+# dynamo itself reads .grad of the strained (non-leaf) positions while tracing: torch's warning, not ours
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_compiled_calculator_matches_eager_as_edges_change():
+    torch._dynamo.reset()
+    net = mace()
+    eager, compiled = FastSO3Calculator(net), FastSO3Calculator(net, compile=True)
+    counts = set()
+    for seed in range(3):  # an MD-like sequence: same atoms, other positions and numbers of edges
+        atoms = alloy().repeat((2, 1, 1))
+        atoms.rattle(0.3, seed=seed)
+        counts.add(len(compiled._inputs(atoms)[3]))
+        np.testing.assert_allclose(compiled.get_forces(atoms), eager.get_forces(atoms), atol=1e-10)
+        np.testing.assert_allclose(compiled.get_stress(atoms), eager.get_stress(atoms), atol=1e-12)
+    assert len(counts) > 1 and torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

@@ -31,6 +31,10 @@ class FastSO3Calculator(Calculator):
             (or by ``fastso3 train``).
         device: where the model runs (``"cpu"``, ``"cuda"``).
         dtype: ``torch.float64`` or ``torch.float32``; default: the model's own.
+        compile: run the model through ``torch.compile(dynamic=True, fullgraph=True)``: the energy's graph is
+            compiled once for a number of atoms (any number of edges: one graph for an MD run), and forces and
+            stress (first derivatives) come from its compiled backward. The first call compiles (tens of
+            seconds); another number of atoms compiles again.
 
     Properties: ``energy`` and ``free_energy`` (eV), ``forces`` ``(N, 3)`` (eV/A), ``stress`` (6, Voigt
     ``xx yy zz yz xz xy``, eV/A^3, ASE's sign) for cells periodic along all three axes, and :meth:`get_hessian`.
@@ -39,7 +43,7 @@ class FastSO3Calculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: Potential | str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, **kwargs) -> None:  # fmt: skip
+                 dtype: torch.dtype | None = None, compile: bool = False, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.model = load(model, device) if isinstance(model, (str, Path)) else model.to(device).eval()
         if dtype is not None:
@@ -48,6 +52,7 @@ class FastSO3Calculator(Calculator):
         self.dtype = self.model.atomic_energies.energies.dtype
         for p in self.model.parameters():
             p.requires_grad_(False)  # inference: gradients w.r.t. positions and strain only
+        self._forward = torch.compile(self.model, dynamic=True, fullgraph=True) if compile else self.model
 
     def _inputs(self, atoms):
         positions = torch.tensor(atoms.get_positions(), dtype=self.dtype, device=self.device)
@@ -57,7 +62,7 @@ class FastSO3Calculator(Calculator):
         return positions, cell, numbers, src, dst, shifts
 
     def _energy_fn(self, numbers, src, dst, shifts):
-        return lambda pos, cell: self.model(pos, numbers, src, dst, shifts, cell)
+        return lambda pos, cell: self._forward(pos, numbers, src, dst, shifts, cell)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)

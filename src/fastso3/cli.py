@@ -695,7 +695,7 @@ def run_main_demo(minutes: float, output_dir: str, out: Callable[[str], None] = 
     return 0
 
 
-DEMO_EPOCHS = 60
+DEMO_EPOCHS = 50  # about 100 s on a quiet 2-core machine; the time limit stops it on a busier one
 
 
 # ---------------------------------------------------------------------------------------------------------

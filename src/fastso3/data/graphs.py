@@ -41,23 +41,10 @@ class AtomicGraph:
 
 
 @dataclass
-class Batch:
+class Batch(AtomicGraph):
     """Graphs joined into one: node and edge tensors concatenated (edges renumbered), ``batch (N,)`` the structure
     of each atom, ``num_atoms (G,)``, per-structure tensors stacked (``cell (G, 3, 3)``, ``energy (G,)``, ...)."""
 
-    positions: torch.Tensor
-    cell: torch.Tensor
-    numbers: torch.Tensor
-    edge_src: torch.Tensor
-    edge_dst: torch.Tensor
-    shifts: torch.Tensor
-    energy: torch.Tensor
-    forces: torch.Tensor
-    stress: torch.Tensor
-    has_energy: torch.Tensor
-    has_forces: torch.Tensor
-    has_stress: torch.Tensor
-    weight: torch.Tensor
     batch: torch.Tensor
     num_atoms: torch.Tensor
 

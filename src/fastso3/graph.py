@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .core.limits import TooLarge, check_work
+from .kernels._checks import tracing
 
 __all__ = [
     "MAX_EDGES",
@@ -57,13 +58,6 @@ RADIUS_GRAPH_BRUTE_FORCE_EXTENT = 0.5
 
 # Number of candidate pairs (receiver, sender, image) evaluated at once by the torch brute force.
 _PAIR_BUDGET = 1 << 20
-
-
-def _is_compiling() -> bool:
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # pragma: no cover - old torch
-        return False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -109,7 +103,7 @@ def _prepare_scatter(name: str, src, index, dim: int, dim_size):
             dim_size = int(dim_size)
         if isinstance(dim_size, bool) or not isinstance(dim_size, int) or dim_size < 0:
             raise ValueError(f"{name}: dim_size must be a non-negative int or None, got {dim_size!r}")
-    if index.numel() > 0 and not _is_compiling():
+    if index.numel() > 0 and not tracing():
         lo, hi = (int(v) for v in torch.aminmax(index))
         if lo < 0:
             raise IndexError(f"{name}: index contains negative values (min {lo}); indices must be >= 0")

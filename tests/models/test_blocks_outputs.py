@@ -145,3 +145,22 @@ def test_species_index_energies_and_scale_shift():
     block = ScaleShift(2.0, -1.0).double()
     x = torch.tensor([0.0, 1.5], dtype=torch.float64)
     torch.testing.assert_close(block(x), torch.tensor([-1.0, 2.0], dtype=torch.float64))
+
+
+def test_a_zero_volume_structure_keeps_training_gradients_finite():
+    """A molecule (zero cell, NaN stress) batched with a crystal: the crystal's stress loss has finite gradients."""
+    from fastso3.models import forces_and_stress
+
+    weight = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    pos = torch.randn(4, 3, dtype=torch.float64)
+    cells = torch.stack([torch.zeros(3, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 4])
+    batch = torch.tensor([0, 0, 1, 1])
+
+    def energy(p, c):
+        per_atom = weight * (p.square().sum(1) + c[batch].diagonal(dim1=1, dim2=2).sum(1))
+        return torch.zeros(2, dtype=p.dtype).index_add(0, batch, per_atom)
+
+    out = forces_and_stress(energy, pos, cells, batch, create_graph=True)
+    assert out["stress"][0].isnan().all() and out["stress"][1].isfinite().all()
+    (grad,) = torch.autograd.grad(torch.nan_to_num(out["stress"]).square().sum(), weight)
+    assert grad.isfinite() and grad != 0

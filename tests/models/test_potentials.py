@@ -132,3 +132,22 @@ def test_wrong_inputs_say_what_to_do(cls):
         net(pos, Z[:5], src, dst)
     with pytest.raises(ValueError, match="positions must be an"):
         net(pos[:, :2], Z, src, dst)
+
+
+@pytest.mark.parametrize("cls", [NequIP, MACE])
+def test_make_fx_traces_energy_and_forces_symbolically(cls):
+    """The models' fronts skip their value checks while make_fx traces (symbolic sizes), as under compile."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    net, pos = model(cls=cls), cluster()
+    src, dst = radius_graph(pos, R_MAX)
+
+    state = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+
+    def forces(state, p, z, s, d):
+        p = p.requires_grad_(True)
+        return torch.autograd.grad(torch.func.functional_call(net, state, (p, z, s, d)).sum(), p)[0]
+
+    traced = make_fx(forces, tracing_mode="symbolic")(state, pos.clone(), Z, src, dst)
+    expected = forces(state, pos.clone(), Z, src, dst)
+    torch.testing.assert_close(traced(state, pos.clone(), Z, src, dst), expected, rtol=1e-12, atol=1e-12)

@@ -15,7 +15,15 @@ import torch
 
 from . import registry
 
-__all__ = ["backend_for", "check_index", "check_shape", "same_floats"]
+__all__ = ["backend_for", "check_index", "check_shape", "same_floats", "tracing"]
+
+
+def tracing() -> bool:
+    """True while ``torch.compile`` or ``make_fx`` traces: values are symbolic then, so checks that read them
+    (index ranges) are skipped, and so are Python side effects (records, caches) a trace would guard on."""
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return torch.compiler.is_compiling() or get_proxy_mode() is not None
 
 
 def same_floats(op: str, **tensors: torch.Tensor | None) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from . import registry
-from ._checks import check_index, check_shape, same_floats
+from ._checks import check_index, check_shape, same_floats, tracing
 
 __all__ = ["SYMMETRIC_CONTRACTION_BACKENDS", "SymmetricContractionTables", "symmetric_contraction"]
 
@@ -64,7 +64,7 @@ def _check(x, species, weights, tables, backend) -> str:
         check_shape(_OP, f"weights[{i}] (order {nu})", w, (elements, k, x.shape[1]))
     # traced graphs keep torch's own bounds check of index_select (a value check would be data-dependent)
     check_index(_OP, "species", species, elements, length=x.shape[0], device=x.device, what="elements",
-                values=not torch.compiler.is_compiling())  # fmt: skip
+                values=not tracing())  # fmt: skip
     return backend
 
 
@@ -96,9 +96,12 @@ def _factorized(x, species, weights, tables):
     # Components first, (D, N C): every gather below copies whole contiguous rows.
     rows = torch.cat([x.permute(2, 0, 1).reshape(d, n * c), x.new_ones(1, n * c)])  # row d: the factor 1
     index = torch.where(tables.monomial_index < 0, d, tables.monomial_index)
-    projected = torch.cat([_projected(rows[:, a:a + _CHUNK], index, tables.projection)
-                           for a in range(0, n * c, _CHUNK)], dim=1) if n * c else rows.new_zeros(
-        tables.projection.shape[1], 0)  # fmt: skip
+    if tracing():  # one block: a loop over a symbolic size would fix it in the graph (compilers fuse anyway)
+        projected = _projected(rows, index, tables.projection)
+    else:
+        projected = torch.cat([_projected(rows[:, a:a + _CHUNK], index, tables.projection)
+                               for a in range(0, n * c, _CHUNK)], dim=1) if n * c else rows.new_zeros(
+            tables.projection.shape[1], 0)  # fmt: skip
     factored = torch.cat([torch.einsum("rk,ekc->erc", f, w) for f, w in zip(tables.factors, weights)], dim=1)
     per_column = factored[:, tables.column_rank].index_select(0, species).transpose(0, 1).reshape(-1, n * c)
     summed = tables.column_sum.T @ (projected * per_column)  # (S, N C)
@@ -124,7 +127,7 @@ def symmetric_contraction(x: torch.Tensor, species: torch.Tensor, weights: Seque
     backend = _check(x, species, weights, tables, backend)
     run = _reference if backend == "reference" else _factorized
     outputs = run(x, species, weights, tables)
-    if not torch.compiler.is_compiling():  # a traced dict write would guard on it and recompile the next call
+    if not tracing():  # a traced dict write would guard on it and recompile the next call
         registry.record(_OP, backend)
     n = x.shape[0]
     return torch.cat([out.reshape(n, -1) for out in outputs], dim=1)

@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from ..kernels._checks import tracing
+
 __all__ = [
     "AtomicEnergies",
     "BesselBasis",
@@ -179,7 +181,7 @@ class SpeciesIndex(torch.nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dtype != torch.int64 or z.dim() != 1:
             raise TypeError(f"SpeciesIndex: atomic numbers must be a 1-D int64 tensor, got {z.dtype} {tuple(z.shape)}")
-        if not torch.compiler.is_compiling() and z.numel():
+        if not tracing() and z.numel():
             bad = (z < 1) | (z > 118) | (self.table[z.clamp(0, 118)] < 0)
             if bool(bad.any()):
                 unknown = sorted(set(z[bad].tolist()))

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..kernels._checks import tracing
+
 __all__ = ["forces_and_stress"]
 
 
@@ -61,7 +63,7 @@ def forces_and_stress(
         batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
     if batch.dtype != torch.int64 or batch.shape != (positions.shape[0],):
         raise ValueError(f"forces_and_stress: batch must be an int64 (N,) tensor, got {batch.dtype} {tuple(batch.shape)}")
-    if batch.numel() and (int(batch.min()) < 0 or int(batch.max()) >= graphs):
+    if batch.numel() and not tracing() and (int(batch.min()) < 0 or int(batch.max()) >= graphs):
         raise IndexError(f"forces_and_stress: batch has values outside [0, {graphs}) (the cells given)")
 
     pos = positions if positions.requires_grad else positions.detach().requires_grad_(True)
@@ -82,7 +84,10 @@ def forces_and_stress(
         d_eps = _or_zeros(grads[1], strain)
         volume = torch.linalg.det(cells).abs()
         out["virials"] = -d_eps
-        out["stress"] = torch.where(volume[:, None, None] > 0, d_eps / volume[:, None, None], torch.nan)
+        has_volume = volume[:, None, None] > 0
+        # double where: the NaN of a zero volume never enters a gradient (0 / 0 would poison a training step)
+        safe = torch.where(has_volume, volume[:, None, None], torch.ones_like(volume[:, None, None]))
+        out["stress"] = torch.where(has_volume, d_eps / safe, torch.nan)
     return out if create_graph else {key: value.detach() for key, value in out.items()}
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from fastso3.core.irreps import Irreps
 from fastso3.graph import scatter_sum
-from fastso3.kernels._checks import check_index
+from fastso3.kernels._checks import check_index, tracing
 from fastso3.math import polynomial_cutoff, soft_one_hot_linspace
 from fastso3.nn import FullyConnectedNet
 
@@ -162,6 +162,6 @@ class SO2Convolution(torch.nn.Module):
         for name, idx in (("edge_index[0] (senders)", edge_index[0]), ("edge_index[1] (receivers)", edge_index[1])):
             # values are read eagerly; compiled indexing has its own bounds checks
             check_index("SO2Convolution", name, idx, x.shape[0], device=x.device, what="nodes",
-                        values=not torch.compiler.is_compiling())  # fmt: skip
+                        values=not tracing())  # fmt: skip
         msg = self.edge_messages(x[edge_index[0]], edge_vec)
         return scatter_sum(msg, edge_index[1], dim=0, dim_size=x.shape[0]) / math.sqrt(self.avg_num_neighbors)

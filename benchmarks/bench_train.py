@@ -5,7 +5,9 @@ Configuration: the default ``TrainConfig`` model (MACE, hidden ``16x0e+16x1o``, 
 batches of 4 and 16 structures of that data set (8-32 atoms each). The mace-torch model is built with the same
 architecture and converted (``compat.from_mace``), so both providers hold the same weights. Providers:
 
-* ``fastso3``: ``fastso3.models.MACE``;
+* ``fastso3``: ``fastso3.models.MACE``, eager;
+* ``fastso3-compiled``: the same through ``models.compile_energy_and_forces`` (``fastso3 train --compile``;
+  compiled once in the warm-up, outside the timing);
 * ``mace``: mace-torch's model (on e3nn 0.6.0) behind the same call signature.
 
 Measurement: a full step as ``fastso3 train`` runs it: energies, forces and stresses (strain derivative),
@@ -83,12 +85,21 @@ def _factory(batch_size: int, provider: str):
     def factory():
         from fastso3.training import loss_terms, predict
 
+        from fastso3.models import compile_energy_and_forces
+
         config, ours, batch = _setup(batch_size)
-        model = ours if provider == "fastso3" else _MaceAsPotential(_mace_twin(ours))
+        model = _MaceAsPotential(_mace_twin(ours)) if provider == "mace" else ours
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        compiled = compile_energy_and_forces(ours) if provider == "fastso3-compiled" else None
+
+        def outputs():
+            if compiled is None:
+                return predict(model, batch, training=True)
+            return compiled(batch.positions, batch.cell, batch.numbers, batch.edge_src, batch.edge_dst, batch.shifts,
+                            batch.batch, batch.num_graphs)  # fmt: skip
 
         def run():
-            loss = loss_terms(predict(model, batch, training=True), batch, config).mean()
+            loss = loss_terms(outputs(), batch, config).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -113,7 +124,8 @@ def _checks():
 def make_benchmark(quick: bool = False) -> Benchmark:
     sizes = [4] if quick else [4, 16]
     cases = [Case(name=f"train step batch={n}", params={"batch": n},
-                  providers={p: _factory(n, p) for p in ("fastso3", "mace")}) for n in sizes]  # fmt: skip
+                  providers={p: _factory(n, p) for p in ("fastso3", "fastso3-compiled", "mace")})
+             for n in sizes]  # fmt: skip
     timing = (
         {"warmup": 1, "min_repeats": 3, "max_repeats": 3, "min_time": 0.05, "block_time": 0.005}
         if quick
@@ -125,7 +137,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         "MACE on the embedded EMT Cu/Au data, float32: fastso3 vs mace-torch 0.3.16 on e3nn 0.6.0, same weights",
         cases=cases,
         reference="mace",
-        ratios=[("mace/fastso3", "mace", "fastso3")],
+        ratios=[("mace/fastso3", "mace", "fastso3"), ("mace/fastso3-compiled", "mace", "fastso3-compiled")],
         settings={"dtype": "float32", "quick": quick},
         plot_x="batch",
         plot_panels=None,

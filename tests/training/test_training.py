@@ -114,3 +114,16 @@ def test_two_ranks_with_gloo_train_as_one_process(data_file, tmp_path):
         torch.testing.assert_close(b[key], a[key], rtol=1e-12, atol=1e-12)
     initial = Trainer(one).model.state_dict()
     assert any(not torch.equal(initial[k], v) for k, v in a.items())  # it trained
+
+
+@pytest.mark.compile
+@pytest.mark.slow
+def test_compiled_training_repeats_the_eager_losses(data_file, tmp_path):
+    runs = [Trainer(small(data_file, tmp_path / name, max_num_epochs=1, compile=flag))
+            for name, flag in (("eager", False), ("compiled", True))]  # fmt: skip
+    for run in runs:
+        run.run()
+    eager, compiled = ([h["train_loss"] for h in run.history] for run in runs)
+    assert compiled == pytest.approx(eager, rel=1e-9)
+    with pytest.raises(ValueError, match="--compile supports --model MACE only"):
+        small(data_file, tmp_path, model="NequIP", compile=True).check()

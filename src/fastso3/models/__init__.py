@@ -6,6 +6,7 @@
   :class:`SO2InteractionBlock` on ``fastso3.so2.SO2Convolution``;
 - :class:`MACE` (RealAgnostic / RealAgnosticResidual blocks, correlation 1-3) on ``nn.SymmetricContraction``;
 - :func:`forces_and_stress`: forces, virials and stress of an energy model through positions and strain;
+- :func:`compile_energy_and_forces`: energy -> forces (and stress) traced and compiled for training on forces;
 - :func:`save` / :func:`load`: models as plain data (``torch.load(weights_only=True)`` reads the files).
 """
 
@@ -14,7 +15,9 @@ from .blocks import *  # noqa: F403  (the names of blocks.__all__)
 from .escn import ESCN, SO2InteractionBlock
 from .mace import MACE, MACEInteraction, MACEProduct
 from .nequip import InteractionBlock, NequIP
+from .compiled import compile_energy_and_forces
 from .io import load, save
 from .outputs import forces_and_stress
 
-__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "MACE", "MACEInteraction", "MACEProduct", "NequIP", "SO2InteractionBlock", "forces_and_stress", "load", "save"]
+__all__ = [*blocks.__all__, "ESCN", "InteractionBlock", "MACE", "MACEInteraction", "MACEProduct", "NequIP", "SO2InteractionBlock", "compile_energy_and_forces", "forces_and_stress",
+           "load", "save"]

@@ -186,6 +186,9 @@ class Trainer:
         self.valid_set = fdata.GraphDataset(valid_configs, config.r_max, numbers)
         self.model = _build_model(config, self.train_set, numbers).to(config.device)
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
+        if config.compile and self.distributed:
+            raise ValueError("--compile with several ranks is not supported yet; train on one process or eagerly")
+        self.compiled = models.compile_energy_and_forces(self.model) if config.compile else None
         self.sampler = _Order(len(self.train_set), config.batch_size, config.seed, self.rank, self.world)
         self.train_loader = torch.utils.data.DataLoader(self.train_set, batch_size=config.batch_size // self.world,
                                                         sampler=self.sampler, collate_fn=fdata.collate)  # fmt: skip
@@ -244,7 +247,8 @@ class Trainer:
         total, count = 0.0, 0
         for batch in self.train_loader:
             batch = batch.to(self.config.device, _dtype(self.config))
-            loss = loss_terms(predict(self.ddp, batch, training=True), batch, self.config).sum() * self.world
+            out = self._compiled_predict(batch) if self.compiled is not None else predict(self.ddp, batch, training=True)
+            loss = loss_terms(out, batch, self.config).sum() * self.world
             loss = loss / self.config.batch_size
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -262,6 +266,10 @@ class Trainer:
             torch.distributed.all_reduce(summed)
             total = float(summed) / self.world
         return total / max(count, 1)
+
+    def _compiled_predict(self, batch: fdata.Batch) -> dict:
+        return self.compiled(batch.positions, batch.cell, batch.numbers, batch.edge_src, batch.edge_dst,
+                             batch.shifts, batch.batch, batch.num_graphs)  # fmt: skip
 
     def run(self) -> dict:
         from tqdm.auto import tqdm

@@ -157,3 +157,11 @@ def test_ase_db_files_read_like_extxyz(tmp_path):
     configs = read_configurations(tmp_path / "data.db")
     assert [c.energy for c in configs] == pytest.approx([f.get_potential_energy() for f in frames], rel=1e-12)
     np.testing.assert_allclose(configs[1].forces, frames[1].get_forces(), atol=1e-12)
+
+
+@pytest.mark.parametrize("content, name", [("not a structure file\n", "bad.txt"), ("", "empty.xyz")])
+def test_unreadable_files_are_named(tmp_path, content, name):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"{name}: ase.io.read cannot read it .*format ASE knows"):
+        read_configurations(path)

@@ -83,6 +83,7 @@ def test_a_checkpoint_of_another_model_is_refused(data_file, tmp_path):
 def test_every_model_trains(data_file, tmp_path, model):
     metrics = train(small(data_file, tmp_path, model=model, max_num_epochs=1, hidden_irreps="4x0e+4x1o+4x2e"))
     assert np.isfinite(metrics["valid"]["forces_mae"])
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["model"] == model  # the model asked for
 
 
 def test_command_line_and_yaml(data_file, tmp_path, capsys):

@@ -158,5 +158,9 @@ def read_configurations(path: str | Path, index: str = ":", **keys) -> list[Conf
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"read_configurations: {path} does not exist")
-    frames = ase.io.read(path, index=index)
+    try:
+        frames = ase.io.read(path, index=index)
+    except Exception as exc:  # ASE raises many types for unreadable files; all mean the same to a user
+        raise DataError(f"{path}: ase.io.read cannot read it ({type(exc).__name__}: {exc}); give a file in a format "
+                        "ASE knows, e.g. extxyz (.xyz/.extxyz) or an ase.db (.db)") from exc  # fmt: skip
     return configurations_from_atoms(frames if isinstance(frames, list) else [frames], source=str(path), **keys)

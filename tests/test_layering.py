@@ -11,10 +11,8 @@ import fastso3
 
 ROOT = Path(fastso3.__file__).parent
 RANK = {"core": 0, "kernels": 1, "o3": 2, "nn": 2, "so2": 2, "ops": 2, "graph": 2, "math": 2, "functional": 2,
-        "irreps_tensor": 2, "so3": 2, "testing": 2, "models": 3, "compat": 3, "data": 3, "calculator": 4,
+        "irreps_tensor": 2, "so3": 2, "testing": 2, "jax": 2, "models": 3, "compat": 3, "data": 3, "calculator": 4,
         "training": 4, "cli": 5, "__main__": 5, "__init__": 5}  # fmt: skip
-# Known, tracked: Irreps.D_from_* reach the torch front lazily; issue 17 moves the Wigner-D math below both fronts.
-KNOWN = {("core/irreps.py", "o3")}
 
 
 def layer_of(relative: Path) -> str:
@@ -41,6 +39,6 @@ def test_lower_layers_never_import_higher_ones():
         relative = path.relative_to(ROOT)
         own = RANK[layer_of(relative)]
         for layer in set(imported_layers(path)):
-            if layer in RANK and RANK[layer] > own and (relative.as_posix(), layer) not in KNOWN:
+            if layer in RANK and RANK[layer] > own:
                 violations.append(f"{relative} imports {layer}")
     assert not violations, violations

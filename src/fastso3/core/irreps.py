@@ -5,8 +5,9 @@
 * :class:`MulIr` ``(mul, ir)``: ``mul`` copies of one irrep.
 * :class:`Irreps`: a tuple of :class:`MulIr`, written ``"16x0e + 8x1o"``.
 
-Only numpy is needed at import. The rotation matrices (``D_from_*``) and :meth:`Irreps.randn`
-import torch when called.
+Only numpy is needed at import. :meth:`Irreps.randn` imports torch when called. The rotation
+matrices (``D_from_*``) are computed by the front that owns the arguments (``fastso3.o3`` for torch
+tensors, ``fastso3.jax`` for jax arrays; see :class:`RotationBackend`), so they return that framework's arrays.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numbers
 import re
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Union
 
-__all__ = ["Irrep", "MulIr", "Irreps"]
+__all__ = ["Irrep", "MulIr", "Irreps", "RotationBackend", "register_rotation_backend"]
 
 _PARITY_CHARS = {"e": 1, "o": -1}
 _IRREP_RE = re.compile(r"\s*([0-9]+)\s*([eoy])\s*", re.ASCII)
@@ -46,29 +47,60 @@ def _parity(value: Any) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Rotation matrices (torch, imported lazily)
+# Rotation matrices: the math of each array framework is registered by its front
 # ----------------------------------------------------------------------------------------------
 
 
-def _angles_as_tensors(*values: Any) -> list:
-    """Tensors of one floating dtype and device (the default dtype if none is floating), broadcast."""
-    import torch
+class RotationBackend(NamedTuple):
+    """How one front builds rotation matrices with its own arrays (torch: ``fastso3.o3``, jax: ``fastso3.jax``).
 
-    tensors = [v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in values]
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-    device = tensors[0].device
-    return list(torch.broadcast_tensors(*[t.to(dtype=dtype, device=device) for t in tensors]))
+    The Wigner-D tables (``fastso3.core.so3``: generators, ``J``) are shared numpy; each front evaluates
+    them in its framework and registers itself with :func:`register_rotation_backend` when imported.
+
+    * ``owns(value)``: True for the front's arrays; ``D_from_*`` use the backend owning an argument.
+    * ``as_angles(*values)``: floating arrays of one dtype, broadcast together.
+    * ``wigner_D(l, alpha, beta, gamma)``: ``(..., 2l+1, 2l+1)``.
+    * ``matrix_to_angles(R)``, ``quaternion_to_angles(q)``, ``axis_angle_to_angles(axis, angle)``: Y-X-Y angles.
+    * ``det_sign(R)``: ``sign(det R)``, ``(...)``.
+    * ``with_parity(D, p, k)``: ``p^k D`` with ``k`` ``(...)``.
+    * ``block_diagonal(blocks, dim)``: ``(..., dim, dim)`` from ``[(D (..., d, d), mul), ...]`` (each D repeated
+      ``mul`` times on the diagonal).
+    * ``default``: used for arguments no backend owns (Python numbers, numpy arrays).
+    """
+
+    name: str
+    owns: Callable[[Any], bool]
+    as_angles: Callable[..., list]
+    wigner_D: Callable[[int, Any, Any, Any], Any]
+    matrix_to_angles: Callable[[Any], tuple]
+    quaternion_to_angles: Callable[[Any], tuple]
+    axis_angle_to_angles: Callable[[Any, Any], tuple]
+    det_sign: Callable[[Any], Any]
+    with_parity: Callable[[Any, int, Any], Any]
+    block_diagonal: Callable[[list, int], Any]
+    default: bool = False
 
 
-def _parity_factor(p: int, k: Any) -> Any:
-    """``p ** k`` as a tensor (``k`` a tensor of 0/1 values)."""
-    if p == 1:
-        return None
-    return (-1.0) ** k
+_ROTATION_BACKENDS: dict = {}
+
+
+def register_rotation_backend(backend: RotationBackend) -> None:
+    """Make ``D_from_*`` accept the arrays of ``backend`` (called by each front when it is imported)."""
+    _ROTATION_BACKENDS[backend.name] = backend
+
+
+def _rotation_backend(*values: Any) -> RotationBackend:
+    """The backend owning one of ``values``, else the default one (torch when its front is loaded)."""
+    backends = list(_ROTATION_BACKENDS.values())
+    for value in values:
+        for backend in backends:
+            if value is not None and backend.owns(value):
+                return backend
+    for backend in sorted(backends, key=lambda b: not b.default):
+        return backend
+    raise RuntimeError(
+        "Irreps.D_from_* need an array front: import fastso3.o3 (torch tensors) or fastso3.jax (jax arrays) first"
+    )
 
 
 class _RotationMixin:
@@ -83,35 +115,37 @@ class _RotationMixin:
         """``(..., dim, dim)`` representation matrix of the rotation given by the quaternion ``q`` ``(..., 4)``.
 
         Quaternions are scalar-first ``(w, x, y, z)``; ``k`` (broadcastable to ``(...)``) applies the
-        inversion ``k`` times.
+        inversion ``k`` times. The result is a tensor of the framework of ``q`` (torch or jax).
         """
-        from ..o3._rotation import quaternion_to_angles
-
-        return self.D_from_angles(*quaternion_to_angles(q), k)
+        return self.D_from_angles(*_rotation_backend(q).quaternion_to_angles(q), k)
 
     def D_from_matrix(self, R: Any) -> Any:
         """``(..., dim, dim)`` representation matrix of the orthogonal matrix ``R`` ``(..., 3, 3)``.
 
         Improper matrices (det = -1) are the inversion times the rotation ``-R``, so each irrep
-        is multiplied by its parity ``p``.
+        is multiplied by its parity ``p``. The result is in the framework of ``R`` (torch or jax).
         """
-        import torch
-
-        from ..o3._rotation import matrix_to_angles
-
-        d = torch.det(R).sign()
+        backend = _rotation_backend(R)
+        (R,) = backend.as_angles(R)
+        d = backend.det_sign(R)
         R = d[..., None, None] * R
         k = (1 - d) / 2
-        return self.D_from_angles(*matrix_to_angles(R), k)
+        return self.D_from_angles(*backend.matrix_to_angles(R), k)
 
     def D_from_axis_angle(self, axis: Any, angle: Any) -> Any:
         """``(..., dim, dim)`` representation matrix of the rotation by ``angle`` ``(...)`` about ``axis`` ``(..., 3)``.
 
-        The axis need not be normalized.
+        The axis need not be normalized. The result is in the framework of the arguments (torch or jax).
         """
-        from ..o3._rotation import axis_angle_to_angles
+        return self.D_from_angles(*_rotation_backend(axis, angle).axis_angle_to_angles(axis, angle))
 
-        return self.D_from_angles(*axis_angle_to_angles(axis, angle))
+
+def _angles_and_backend(alpha: Any, beta: Any, gamma: Any, k: Any) -> tuple:
+    """``(backend, alpha, beta, gamma, k)`` with the angles (and ``k`` if given) as broadcast arrays."""
+    backend = _rotation_backend(alpha, beta, gamma, k)
+    if k is None:
+        return (backend, *backend.as_angles(alpha, beta, gamma), None)
+    return (backend, *backend.as_angles(alpha, beta, gamma, k))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,17 +268,9 @@ class Irrep(_RotationMixin, tuple):
 
         ``alpha``, ``beta``, ``gamma`` and ``k`` (number of inversions, default 0) broadcast to ``(...)``.
         """
-        from ..o3._wigner import wigner_D
-
-        if k is None:
-            alpha, beta, gamma = _angles_as_tensors(alpha, beta, gamma)
-        else:
-            alpha, beta, gamma, k = _angles_as_tensors(alpha, beta, gamma, k)
-        D = wigner_D(self.l, alpha, beta, gamma)
-        factor = None if k is None else _parity_factor(self.p, k)
-        if factor is not None:
-            D = D * factor[..., None, None].to(D.dtype)
-        return D
+        backend, alpha, beta, gamma, k = _angles_and_backend(alpha, beta, gamma, k)
+        D = backend.wigner_D(self.l, alpha, beta, gamma)
+        return D if k is None or self.p == 1 else backend.with_parity(D, self.p, k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -645,31 +671,19 @@ class Irreps(_RotationMixin, tuple):
 
         ``alpha``, ``beta``, ``gamma`` and ``k`` (number of inversions, default 0) broadcast to ``(...)``.
         """
-        import torch
-
-        from ..o3._wigner import wigner_D
-
-        if k is None:
-            alpha, beta, gamma = _angles_as_tensors(alpha, beta, gamma)
-        else:
-            alpha, beta, gamma, k = _angles_as_tensors(alpha, beta, gamma, k)
-        batch = alpha.shape
-        out = torch.zeros(*batch, self.dim, self.dim, dtype=alpha.dtype, device=alpha.device)
+        backend, alpha, beta, gamma, k = _angles_and_backend(alpha, beta, gamma, k)
         by_l: dict = {}
         by_ir: dict = {}
-        for (mul, ir), s in zip(self, self.slices()):
+        blocks = []
+        for mul, ir in self:
             if mul == 0:
                 continue
             if ir not in by_ir:
                 if ir.l not in by_l:
-                    by_l[ir.l] = wigner_D(ir.l, alpha, beta, gamma)
+                    by_l[ir.l] = backend.wigner_D(ir.l, alpha, beta, gamma)
                 D = by_l[ir.l]
-                factor = None if k is None else _parity_factor(ir.p, k)
-                by_ir[ir] = D if factor is None else D * factor[..., None, None].to(D.dtype)
-            D = by_ir[ir]
-            d = ir.dim
-            # The (mul d, mul d) block seen as (..., mul, d, mul, d); its diagonal over the two mul
-            # axes, a (..., d, d, mul) view, receives D for every copy.
-            block = out[..., s, s].view(*batch, mul, d, mul, d)
-            torch.diagonal(block, dim1=-4, dim2=-2).copy_(D.unsqueeze(-1).expand(*batch, d, d, mul))
-        return out
+                by_ir[ir] = D if k is None or ir.p == 1 else backend.with_parity(D, ir.p, k)
+            blocks.append((by_ir[ir], mul))
+        if not blocks:  # no copies: an empty matrix with the batch shape of the angles
+            return backend.block_diagonal([(backend.wigner_D(0, alpha, beta, gamma), 0)], self.dim)
+        return backend.block_diagonal(blocks, self.dim)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from fastso3.core import so3 as _so3
+from fastso3.core.irreps import RotationBackend, register_rotation_backend
 from fastso3.o3._rotation import axis_angle_to_angles, matrix_to_angles, quaternion_to_angles
 
 __all__ = [
@@ -147,3 +148,58 @@ def su2_generators(j, dtype=None, device=None) -> Tensor:
             dtype, torch.complex128
         )
     return torch.tensor(_so3.su2_generators(j), dtype=dtype, device=device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Irreps.D_from_* for torch tensors (fastso3.core.irreps dispatches here)
+
+
+def _angles_as_tensors(*values) -> list:
+    """Tensors of one floating dtype and device (the default dtype if none is floating), broadcast."""
+    tensors = [v if isinstance(v, Tensor) else torch.as_tensor(v) for v in values]
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    device = tensors[0].device
+    return list(torch.broadcast_tensors(*[t.to(dtype=dtype, device=device) for t in tensors]))
+
+
+def _with_parity(D: Tensor, p: int, k: Tensor) -> Tensor:
+    """``p^k D`` for ``k (...)`` of 0/1 values."""
+    return D * (float(p) ** k)[..., None, None].to(D.dtype)
+
+
+def _block_diagonal(blocks: list, dim: int) -> Tensor:
+    """``(..., dim, dim)`` with each ``D (..., d, d)`` of ``blocks = [(D, mul), ...]`` repeated ``mul`` times."""
+    D0 = blocks[0][0]
+    batch = D0.shape[:-2]
+    out = torch.zeros(*batch, dim, dim, dtype=D0.dtype, device=D0.device)
+    offset = 0
+    for D, mul in blocks:
+        d = D.shape[-1]
+        s = slice(offset, offset + mul * d)
+        offset += mul * d
+        # The (mul d, mul d) block seen as (..., mul, d, mul, d); its diagonal over the two mul
+        # axes, a (..., d, d, mul) view, receives D for every copy.
+        block = out[..., s, s].view(*batch, mul, d, mul, d)
+        torch.diagonal(block, dim1=-4, dim2=-2).copy_(D.unsqueeze(-1).expand(*batch, d, d, mul))
+    return out
+
+
+register_rotation_backend(
+    RotationBackend(
+        name="torch",
+        owns=lambda value: isinstance(value, Tensor),
+        as_angles=_angles_as_tensors,
+        wigner_D=wigner_D,
+        matrix_to_angles=matrix_to_angles,
+        quaternion_to_angles=quaternion_to_angles,
+        axis_angle_to_angles=axis_angle_to_angles,
+        det_sign=lambda R: torch.det(R).sign(),
+        with_parity=_with_parity,
+        block_diagonal=_block_diagonal,
+        default=True,  # Python numbers become tensors of the default dtype, as before two fronts existed
+    )
+)

@@ -1,5 +1,9 @@
 """Radial bases, smooth cutoffs and activation normalisation, numerically equal to ``e3nn.math`` 0.6.0.
 
+Also e3nn's permutation utilities (:mod:`fastso3.math.perm`), its Gram-Schmidt helpers
+(:func:`orthonormalize`, :func:`complete_basis`, :func:`direct_sum`) and its index-symmetry formulas
+(:func:`germinate_formulas`, :func:`reduce_permutation`), used by ``fastso3.o3.ReducedTensorProducts``.
+
 Functions (all torch, elementwise in ``x``; shapes and dtypes first):
 
 * :func:`soft_one_hot_linspace` ``(...) -> (..., number)``: gaussian, cosine, smooth_finite, fourier
@@ -36,7 +40,18 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import perm as perm
+from ._linalg import complete_basis, direct_sum, orthonormalize
+from ._reduce import FormulaError, germinate_formulas, reduce_permutation
+
 __all__ = [
+    "FormulaError",
+    "complete_basis",
+    "direct_sum",
+    "germinate_formulas",
+    "orthonormalize",
+    "perm",
+    "reduce_permutation",
     "soft_one_hot_linspace",
     "soft_unit_step",
     "bessel",

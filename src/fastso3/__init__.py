@@ -9,8 +9,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"calculator", "compat", "core", "data", "functional", "graph", "irreps_tensor", "kernels", "math", "models", "nn",
-               "o3", "ops", "so2", "so3", "testing", "training"}  # fmt: skip
+               "o3", "ops", "so2", "so3", "testing", "training", "util"}  # fmt: skip
 _FROM_O3 = {"Irrep", "Irreps", "spherical_harmonics", "SphericalHarmonics", "wigner_3j", "wigner_D"}
+_FROM_UTIL = {"get_optimization_defaults", "set_optimization_defaults"}  # e3nn's top-level switches
 
 
 def __getattr__(name: str):
@@ -18,6 +19,8 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     if name in _FROM_O3:
         return getattr(importlib.import_module(".o3", __name__), name)
+    if name in _FROM_UTIL:
+        return getattr(importlib.import_module(".util", __name__), name)
     if name == "sparse_accumulate":
         return importlib.import_module(".ops", __name__).sparse_accumulate
     if name == "IrrepsTensor":
@@ -26,4 +29,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *_SUBMODULES, *_FROM_O3, "sparse_accumulate", "IrrepsTensor"])
+    return sorted([*globals(), *_SUBMODULES, *_FROM_O3, *_FROM_UTIL, "sparse_accumulate", "IrrepsTensor"])

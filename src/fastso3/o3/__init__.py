@@ -11,6 +11,17 @@ from ._rotation import *  # noqa: F403  (the rotation helpers, listed in _rotati
 from ._rotation import __all__ as _rotation_all
 from ._spherical_harmonics import SphericalHarmonics as SphericalHarmonics
 from ._spherical_harmonics import spherical_harmonics as spherical_harmonics
+from ._angular_spherical_harmonics import Legendre as Legendre
+from ._angular_spherical_harmonics import SphericalHarmonicsAlphaBeta as SphericalHarmonicsAlphaBeta
+from ._angular_spherical_harmonics import spherical_harmonics_alpha as spherical_harmonics_alpha
+from ._angular_spherical_harmonics import spherical_harmonics_alpha_beta as spherical_harmonics_alpha_beta
+from ._s2grid import FromS2Grid as FromS2Grid
+from ._s2grid import ToS2Grid as ToS2Grid
+from ._s2grid import irfft as irfft
+from ._s2grid import rfft as rfft
+from ._s2grid import s2_grid as s2_grid
+from ._s2grid import spherical_harmonics_s2_grid as spherical_harmonics_s2_grid
+from ._so3grid import SO3Grid as SO3Grid
 from ._linear import Linear as Linear
 from ._tensor_product import ElementwiseTensorProduct as ElementwiseTensorProduct
 from ._tensor_product import FactoredWeight as FactoredWeight
@@ -61,5 +72,16 @@ __all__ = [
     "wigner_D_from_axis_angle",
     "wigner_D_from_matrix",
     "wigner_D_from_quaternion",
+    "Legendre",
+    "SphericalHarmonicsAlphaBeta",
+    "spherical_harmonics_alpha",
+    "spherical_harmonics_alpha_beta",
+    "s2_grid",
+    "spherical_harmonics_s2_grid",
+    "rfft",
+    "irfft",
+    "ToS2Grid",
+    "FromS2Grid",
+    "SO3Grid",
     *_rotation_all,
 ]

@@ -11,7 +11,7 @@ import fastso3
 
 ROOT = Path(fastso3.__file__).parent
 RANK = {"core": 0, "kernels": 1, "o3": 2, "nn": 2, "so2": 2, "ops": 2, "graph": 2, "math": 2, "functional": 2,
-        "irreps_tensor": 2, "so3": 2, "testing": 2, "util": 2, "jax": 2, "models": 3, "compat": 3, "data": 3, "calculator": 4,
+        "irreps_tensor": 2, "so3": 2, "testing": 2, "util": 2, "io": 2, "jax": 2, "models": 3, "compat": 3, "data": 3, "calculator": 4,
         "training": 4, "cli": 5, "__main__": 5, "__init__": 5}  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from ._extract import Extract, ExtractIr, Identity
 from ._fc import FullyConnectedNet
 from ._normact import NormActivation
 from ._symmetric_contraction import SymmetricContraction
+from . import models  # e3nn.nn.models (its submodules load on first use)
 
 __all__ = [
     "Activation",

@@ -311,8 +311,9 @@ def test_linear_plan_examples_and_errors():
     assert linear_plan("2x0e", "1x0e") is linear_plan("2x0e", "1x0e")
     with pytest.raises(ValueError, match="same irrep"):
         linear_plan("1x0e", "1x1o", instructions=[(0, 0)])
-    with pytest.raises(ValueError, match="valid index"):
+    with pytest.raises(ValueError, match="valid index") as bad:
         linear_plan("1x0e", "1x0e", instructions=[(1, 0)])
+    assert isinstance(bad.value, IndexError)  # e3nn's type too
     with pytest.raises(ValueError, match="0e"):
         linear_plan("1x1o", "1x1o", biases=[True])
     with pytest.raises(ValueError, match="flags"):

@@ -185,13 +185,15 @@ def test_bad_inputs_raise():
         lin(torch.randn(3, 4))
     with pytest.raises(TypeError, match="module.to"):
         lin(torch.randn(3, 5, dtype=torch.float64))
-    with pytest.raises(ValueError, match="internal weights"):
-        lin(torch.randn(3, 5), torch.randn(lin.weight_numel))
+    w = torch.randn(lin.weight_numel)
+    explicit = o3.Linear("2x0e+1x1o", "1x0e", internal_weights=False, biases=False)
+    assert torch.equal(lin(x := torch.randn(3, 5), w), explicit(x, w))  # an explicit weight replaces .weight (e3nn)
     with pytest.raises(TypeError, match="torch.Tensor"):
         lin([1.0] * 5)
     ext = o3.Linear("2x0e+1x1o", "1x0e", internal_weights=False, biases=True)
-    with pytest.raises(ValueError, match="no internal weights"):
+    with pytest.raises(ValueError, match="no internal weights") as missing:
         ext(torch.randn(3, 5))
+    assert isinstance(missing.value, RuntimeError)  # e3nn's type too
     with pytest.raises(ValueError, match=r"\(2,\)"):
         ext(torch.randn(3, 5), torch.randn(3), torch.randn(1))
     with pytest.raises(ValueError, match="bias must have shape"):

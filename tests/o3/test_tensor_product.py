@@ -452,11 +452,12 @@ def test_bad_inputs_raise():
         tp(x.double(), y.double())
     with pytest.raises(TypeError, match="torch.Tensor"):
         tp(x.numpy(), y)
-    with pytest.raises(ValueError, match="internal weights"):
-        tp(x, y, torch.randn(tp.weight_numel))
     ext = o3.FullyConnectedTensorProduct("2x0e+1x1o", "1x1o", "1x1o", internal_weights=False)
-    with pytest.raises(ValueError, match="no internal weights"):
+    w = torch.randn(tp.weight_numel)
+    assert torch.equal(tp(x, y, w), ext(x, y, w))  # an explicit weight replaces the internal one (e3nn's rule)
+    with pytest.raises(ValueError, match="no internal weights") as missing:
         ext(x, y)
+    assert isinstance(missing.value, RuntimeError)  # e3nn's type too
     with pytest.raises(ValueError, match=rf"\({ext.weight_numel},\)"):
         ext(x, y, torch.randn(2, ext.weight_numel))
     with pytest.raises(TypeError, match="weight is torch.float64"):
@@ -471,8 +472,12 @@ def test_bad_inputs_raise():
         per(x, y, torch.randn(2, per.weight_numel + 1))
     with pytest.raises(ValueError, match="shared_weights"):
         o3.FullyConnectedTensorProduct("1x0e", "1x0e", "1x0e", internal_weights=True, shared_weights=False)
-    with pytest.raises(ValueError, match="parity"):
+    with pytest.raises(ValueError, match="parity") as bad:
         o3.TensorProduct("1x0e", "1x0e", "1x0o", [(0, 0, 0, "uvw", True)])
+    assert isinstance(bad.value, AssertionError)  # e3nn's type too (its asserts)
+    with pytest.raises(ValueError, match="out of range") as bad:
+        o3.TensorProduct("1x0e", "1x0e", "1x0e", [(0, 1, 0, "uvw", True)])
+    assert isinstance(bad.value, IndexError)
     with pytest.raises(ValueError, match="filter_ir_out"):
         o3.FullTensorProduct("1x0e", "1x0e", filter_ir_out=[object()])
     with pytest.warns(DeprecationWarning):

@@ -56,6 +56,8 @@ from .irreps import Irreps
 __all__ = [
     "CONNECTION_MODES",
     "Instruction",
+    "InstructionError",
+    "InstructionIndexError",
     "PathPlan",
     "TensorProductPlan",
     "tensor_product_plan",
@@ -67,6 +69,15 @@ __all__ = [
 CONNECTION_MODES = ("uvw", "uvu", "uvv", "uuw", "uuu", "uvuv", "uvu<v", "u<vw")
 IRREP_NORMALIZATIONS = ("component", "norm", "none")
 PATH_NORMALIZATIONS = ("element", "path", "none")
+
+
+class InstructionError(ValueError, AssertionError):
+    """An instruction that breaks a selection rule or its connection mode's constraint. Also an
+    AssertionError, which e3nn 0.6.0 raises there (its ``assert``s), so code catching either works."""
+
+
+class InstructionIndexError(ValueError, IndexError):
+    """An instruction index outside its irreps. Also an IndexError, which e3nn 0.6.0 raises there."""
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -259,7 +270,7 @@ def _as_index(value: Any, n: int, what: str, position: int) -> int:
         raise ValueError(f"instruction {position}: {what} must be an int, got {value!r}")
     value = int(value)
     if not -n <= value < n:
-        raise ValueError(f"instruction {position}: {what}={value} is out of range for irreps with {n} entries")
+        raise InstructionIndexError(f"instruction {position}: {what}={value} is out of range for irreps with {n} entries")
     return value % n
 
 
@@ -407,7 +418,9 @@ def tensor_product_plan(
 
     Raises:
         ValueError: on a bad index, mode, parity (``p1 p2 != p_out``), triangle rule, multiplicity
-            constraint of the mode, variance length, or a negative path weight.
+            constraint of the mode, variance length, or a negative path weight. The index errors are an
+            :class:`InstructionIndexError` (also IndexError), the mode, parity, triangle and multiplicity
+            errors an :class:`InstructionError` (also AssertionError), the types e3nn 0.6.0 raises.
     """
     irreps_in1 = Irreps(irreps_in1)
     irreps_in2 = Irreps(irreps_in2)
@@ -428,7 +441,7 @@ def tensor_product_plan(
         i2 = _as_index(i2, len(irreps_in2), "i_in2", position)
         io = _as_index(io, len(irreps_out), "i_out", position)
         if mode not in CONNECTION_MODES:
-            raise ValueError(f"instruction {position}: unknown connection mode {mode!r}; expected one of {CONNECTION_MODES}")
+            raise InstructionError(f"instruction {position}: unknown connection mode {mode!r}; expected one of {CONNECTION_MODES}")
         if not isinstance(has_weight, (bool, np.bool_)):
             raise ValueError(f"instruction {position}: has_weight must be a bool, got {has_weight!r}")
         try:
@@ -467,13 +480,13 @@ def _tensor_product_plan(
         (m1, ir1), (m2, ir2), (mo, iro) = irreps_in1[i1], irreps_in2[i2], irreps_out[io]
         where = f"instruction {position} ({i1}:{m1}x{ir1} x {i2}:{m2}x{ir2} -> {io}:{mo}x{iro}, {mode!r})"
         if ir1.p * ir2.p != iro.p:
-            raise ValueError(f"{where}: parity mismatch, {ir1} x {ir2} has parity {ir1.p * ir2.p:+d}, not {iro.p:+d}")
+            raise InstructionError(f"{where}: parity mismatch, {ir1} x {ir2} has parity {ir1.p * ir2.p:+d}, not {iro.p:+d}")
         if not abs(ir1.l - ir2.l) <= iro.l <= ir1.l + ir2.l:
-            raise ValueError(f"{where}: triangle rule violated, |{ir1.l}-{ir2.l}| <= {iro.l} <= {ir1.l}+{ir2.l} fails")
+            raise InstructionError(f"{where}: triangle rule violated, |{ir1.l}-{ir2.l}| <= {iro.l} <= {ir1.l}+{ir2.l} fails")
         if m1 == 0 or m2 == 0 or mo == 0:
             continue  # empty paths are skipped; e3nn checks nothing else for them
         if mode in ("uvw", "u<vw") and not has_weight:
-            raise ValueError(f"{where}: connection mode {mode!r} needs has_weight=True")
+            raise InstructionError(f"{where}: connection mode {mode!r} needs has_weight=True")
         problems = {
             "uvu": (mo != m1, "needs mul_out == mul_in1"),
             "uvv": (mo != m2, "needs mul_out == mul_in2"),
@@ -484,7 +497,7 @@ def _tensor_product_plan(
             "u<vw": (m1 != m2, "needs mul_in1 == mul_in2"),
         }.get(mode, (False, ""))
         if problems[0]:
-            raise ValueError(f"{where}: connection mode {mode!r} {problems[1]}")
+            raise InstructionError(f"{where}: connection mode {mode!r} {problems[1]}")
 
     # --- coefficients (e3nn's formula, its float operations in its order) -------------------------
     def num_elements(ins: tuple) -> int:
@@ -735,7 +748,8 @@ def linear_plan(
 
     Raises:
         ValueError: on an out-of-range index, unequal irreps, a bias on a non-0e output, a wrong
-            number of bias flags, an unknown path normalization, or only one of ``f_in``/``f_out``.
+            number of bias flags, an unknown path normalization, or only one of ``f_in``/``f_out``. A bad
+            index is an :class:`InstructionIndexError` (also IndexError, as in e3nn 0.6.0).
     """
     irreps_in = Irreps(irreps_in)
     irreps_out = Irreps(irreps_out)
@@ -762,7 +776,7 @@ def linear_plan(
                 raise ValueError(f"Linear instruction {position}: expected a pair (i_in, i_out), got {ins!r}") from None
             for what, value, n in (("i_in", i_in, len(irreps_in)), ("i_out", i_out, len(irreps_out))):
                 if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < n:
-                    raise ValueError(f"Linear instruction {position}: {what}={value!r} is not a valid index (0..{n - 1})")
+                    raise InstructionIndexError(f"Linear instruction {position}: {what}={value!r} is not a valid index (0..{n - 1})")
             if irreps_in[i_in].ir != irreps_out[i_out].ir:
                 raise ValueError(
                     f"Linear instruction {position}: {irreps_in[i_in]} (input {i_in}) and {irreps_out[i_out]} "

@@ -9,7 +9,7 @@ import torch
 from ..core.irreps import Irreps
 from ..core.tensor_product import LinearPlan, linear_plan
 from ..kernels.reference.tensor_product import linear
-from ._tensor_product import _drop_e3nn_codegen_keys
+from ._tensor_product import MissingWeightError, _drop_e3nn_codegen_keys
 
 __all__ = ["Linear", "LinearSlices"]
 
@@ -28,8 +28,9 @@ class Linear(torch.nn.Module):
 
     * ``features``: ``(..., irreps_in.dim)``, or ``(..., f_in, irreps_in.dim)`` with ``f_in``;
       float32 or float64;
-    * ``weight`` (only without internal weights): ``([f_in, f_out,] weight_numel)`` if
-      ``shared_weights``, else ``(..., [f_in, f_out,] weight_numel)`` (batch dimensions broadcast);
+    * ``weight`` (required without internal weights, else it replaces ``.weight``, e3nn's rule):
+      ``([f_in, f_out,] weight_numel)`` if ``shared_weights``, else ``(..., [f_in, f_out,] weight_numel)``
+      (batch dimensions broadcast);
     * ``bias`` (likewise): ``([f_out,] bias_numel)`` or ``(..., [f_out,] bias_numel)``;
     * returns ``(..., irreps_out.dim)`` or ``(..., f_out, irreps_out.dim)``.
 
@@ -126,14 +127,11 @@ class Linear(torch.nn.Module):
         internal = self.weight if name == "weight" else self.bias
         if value is None:
             if numel > 0 and not self.internal_weights:
-                raise ValueError(f"{self.__class__.__name__} has no internal weights: pass {name} of shape {self._shape_text(shape)}")
-            value = internal
-        else:
-            if self.internal_weights:
-                raise ValueError(
-                    f"{self.__class__.__name__} has internal weights (its .{name} parameter); do not pass {name} "
-                    "(build it with internal_weights=False to pass weights)"
+                raise MissingWeightError(
+                    f"{self.__class__.__name__} has no internal weights: pass {name} of shape {self._shape_text(shape)}"
                 )
+            value = internal
+        else:  # also with internal weights: an explicit value replaces the parameter (e3nn's rule)
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
             if numel > 0:

@@ -30,6 +30,7 @@ from ..kernels.reference.tensor_product import tensor_product, tensor_product_ri
 __all__ = [
     "FactoredWeight",
     "Instruction",
+    "MissingWeightError",
     "TensorProduct",
     "FullyConnectedTensorProduct",
     "FullTensorProduct",
@@ -37,6 +38,11 @@ __all__ = [
     "TensorSquare",
     "Norm",
 ]
+
+class MissingWeightError(ValueError, RuntimeError):
+    """``forward`` without ``weight`` on a module without internal weights. Also a RuntimeError, which
+    e3nn 0.6.0 raises there, so code catching either works."""
+
 
 # Buffers of e3nn's generated code (CG tables, triu indices): present in e3nn state dicts, never needed here.
 _E3NN_CODEGEN_PREFIXES = ("_compiled_main_left_right.", "_compiled_main_right.", "_compiled_main.")
@@ -121,7 +127,8 @@ class TensorProduct(torch.nn.Module):
       dimensions broadcast with the inputs'), or a list of per-instruction tensors of shape
       ``path_shape`` (``(...) + path_shape``), or a :class:`FactoredWeight` ``(hidden, matrix)`` (per-sample
       weights ``hidden @ matrix``, applied inside the kernel of fully connected products); only for modules
-      without ``internal_weights``;
+      without ``internal_weights``. A module with internal weights uses an explicit ``weight`` instead of
+      its ``.weight`` (e3nn's rule); one without raises :class:`MissingWeightError` when it is omitted;
     * returns ``(..., irreps_out.dim)`` in the inputs' dtype.
 
     Each instruction ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])`` is a path
@@ -324,17 +331,12 @@ class TensorProduct(torch.nn.Module):
             weight = self._flatten_weight_list(weight)
         if weight is None:
             if self.weight_numel > 0 and not self.internal_weights:
-                raise ValueError(
+                raise MissingWeightError(
                     f"{self.__class__.__name__} has no internal weights: pass weight of shape "
                     + (f"({self.weight_numel},)" if self.shared_weights else f"(..., {self.weight_numel})")
                 )
             weight = self.weight
         else:
-            if self.internal_weights:
-                raise ValueError(
-                    f"{self.__class__.__name__} has internal weights (its .weight parameter); do not pass weight "
-                    "(build it with internal_weights=False to pass weights)"
-                )
             if not isinstance(weight, torch.Tensor):
                 raise TypeError(f"weight must be a torch.Tensor or a list of tensors, got {type(weight).__name__}")
             if self.shared_weights:
@@ -430,7 +432,7 @@ class TensorProduct(torch.nn.Module):
             return self._flatten_weight_list(weight)
         if weight is None:
             if not self.internal_weights and self.weight_numel > 0:
-                raise ValueError("weights must be provided when the module has no internal weights")
+                raise MissingWeightError("weights must be provided when the module has no internal weights")
             return self.weight
         if weight.shape[-1] != self.weight_numel:
             raise ValueError(f"weight must have shape (..., {self.weight_numel}), got {tuple(weight.shape)}")

@@ -5,6 +5,7 @@ state dicts load), written for ``torch.compile`` (no Python objects built in ``f
 
 * :class:`FullyConnectedNet` - bias-free MLP with second-moment normalisation;
 * :class:`Activation`, :class:`Gate`, :class:`NormActivation` - equivariant nonlinearities;
+* :class:`S2Activation`, :class:`SO3Activation` - pointwise nonlinearities of signals on S2 and SO(3);
 * :class:`BatchNorm`, :class:`Dropout` - irreps-aware normalisation and dropout;
 * :class:`Extract`, :class:`ExtractIr`, :class:`Identity` - plumbing;
 * :class:`SymmetricContraction` - MACE's many-body product basis (not in e3nn; MACE's parameter layout).
@@ -21,6 +22,8 @@ from ._dropout import Dropout
 from ._extract import Extract, ExtractIr, Identity
 from ._fc import FullyConnectedNet
 from ._normact import NormActivation
+from ._s2act import S2Activation
+from ._so3act import SO3Activation
 from ._symmetric_contraction import SymmetricContraction
 from . import models  # e3nn.nn.models (its submodules load on first use)
 
@@ -34,5 +37,7 @@ __all__ = [
     "Gate",
     "Identity",
     "NormActivation",
+    "S2Activation",
+    "SO3Activation",
     "SymmetricContraction",
 ]

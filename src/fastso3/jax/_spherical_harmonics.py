@@ -1,0 +1,88 @@
+"""Spherical harmonics in jax from the recursion tables of :func:`fastso3.core.sh.sh_plan`.
+
+``Y^0 = 1``, ``Y^l = a_l C^{(l, l-1, 1)} Y^{l-1} x`` (the plan's ``recursion_blocks``), then the plan's
+normalisation scale; the same tables the torch front's kernels evaluate. Derivatives of every order come
+from jax autodiff of these polynomials. Signature and defaults of e3nn-jax 0.21.0
+(``e3nn_jax/_src/spherical_harmonics/__init__.py``): ``normalization`` defaults to ``'component'``
+(e3nn torch: 'integral'), ``normalize=True`` maps a zero vector to ``Y^0`` and zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+
+from ..core.irreps import Irreps
+from ..core.sh import sh_plan
+from ._irreps_array import IrrepsArray, from_chunks
+
+__all__ = ["spherical_harmonics", "sh"]
+
+
+def _output_irreps(irreps_out: Any, input_parity: Optional[int]) -> Irreps:
+    if isinstance(irreps_out, range):
+        irreps_out = list(irreps_out)
+    if isinstance(irreps_out, int) and not isinstance(irreps_out, bool):
+        irreps_out = [irreps_out]
+    if isinstance(irreps_out, (list, tuple)) and all(isinstance(l, int) and not isinstance(l, bool) for l in irreps_out):
+        if input_parity is None:
+            raise ValueError("spherical_harmonics: with degrees as ints the input must be an IrrepsArray (1o or 1e)")
+        return Irreps([(1, (l, input_parity**l)) for l in irreps_out])
+    irreps = Irreps(irreps_out)
+    if any(ir.l % 2 == 0 and ir.p != 1 for _, ir in irreps):
+        raise ValueError(f"spherical_harmonics: even degrees are even (e), got {irreps}")
+    odd = {ir.p for _, ir in irreps if ir.l % 2 == 1}
+    if len(odd) > 1 or (input_parity is not None and odd and odd != {input_parity}):
+        raise ValueError(f"spherical_harmonics: the odd degrees of {irreps} must have the parity of the input vector")
+    return irreps
+
+
+def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, normalize: bool,
+                        normalization: Optional[str] = None, *, algorithm: Any = None) -> IrrepsArray:  # fmt: skip
+    """Spherical harmonics ``Y^l(x)`` of the vectors ``input`` ``(..., 3)`` (x, y, z; y is the polar axis).
+
+    Args:
+        irreps_out: Irreps (e.g. ``"0e + 1o + 2e"``), or degrees (int or list) when ``input`` is an IrrepsArray.
+        input: IrrepsArray ``1x1o``/``1x1e`` or a raw ``(..., 3)`` array.
+        normalize: restrict to the sphere (divide by the norm; a zero vector stays zero).
+        normalization: 'component' (default, ``|Y^l|^2 = 2l+1``), 'norm' (``|Y^l| = 1``) or 'integral'.
+        algorithm: accepted for e3nn-jax compatibility; the plan's recursion is always used.
+
+    Returns:
+        IrrepsArray ``(..., irreps_out.dim)`` with the dtype of ``input``.
+    """
+    parity = None
+    if isinstance(input, IrrepsArray):
+        if input.irreps.num_irreps != 1 or input.irreps.dim != 3:
+            raise ValueError(f"spherical_harmonics: the input must be one vector (1x1o or 1x1e), got {input.irreps}")
+        parity = input.irreps[0].ir.p
+        input = input.array
+    x = jnp.asarray(input)
+    if x.ndim == 0 or x.shape[-1] != 3:
+        raise ValueError(f"spherical_harmonics: input must have shape (..., 3), got {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.zeros(()).dtype)
+    irreps = _output_irreps(irreps_out, parity)
+    normalization = "component" if normalization is None else normalization
+    if irreps.num_irreps == 0:
+        return IrrepsArray(irreps, jnp.zeros(x.shape[:-1] + (0,), x.dtype))
+    if normalize:
+        r2 = jnp.sum(x**2, axis=-1, keepdims=True)
+        x = x / jnp.sqrt(jnp.where(r2 == 0.0, 1.0, r2))
+    plan = sh_plan(irreps.lmax, normalization)
+    ys = [jnp.ones(x.shape[:-1] + (1,), x.dtype)]
+    for block in plan.recursion_blocks:  # a_l C^{(l, l-1, 1)}: (2l+1, 2l-1, 3)
+        ys.append(jnp.einsum("kji,...j,...i->...k", jnp.asarray(block, x.dtype), ys[-1], x))
+    chunks = []
+    for mul, ir in irreps:
+        y = ys[ir.l] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
+        chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
+    return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
+
+
+def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,
+       algorithm: Any = None) -> jax.Array:  # fmt: skip
+    """:func:`spherical_harmonics` on a raw ``(..., 3)`` array (read as ``1o``), returning the raw array."""
+    return spherical_harmonics(irreps_out, IrrepsArray("1o", input), normalize, normalization).array

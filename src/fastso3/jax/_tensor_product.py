@@ -1,0 +1,298 @@
+"""Tensor products in jax, executed from the numpy plans of :mod:`fastso3.core` (the torch front's plans).
+
+Every function here asks :func:`fastso3.core.tensor_product.tensor_product_plan` (or a builder of
+:mod:`fastso3.core.tensor_product_builders`) for the instructions, coefficients and Clebsch-Gordan blocks and
+only writes the jax contraction of each path: ``c * sum_ijk C_ijk x_ui y_vj`` with the weights of its mode
+(table in ``fastso3/core/tensor_product.py``). Paths that read a chunk known to be zero (``None`` in
+:attr:`IrrepsArray.chunks`) are skipped while tracing, so they cost nothing in the jaxpr.
+
+Names, signatures and defaults follow e3nn-jax 0.21.0 (``e3nn_jax/_src/tensor_products.py`` and
+``e3nn_jax/_src/legacy/core_tensor_product.py``): :func:`tensor_product` (outputs sorted in e3nn-jax's
+order and regrouped), :func:`elementwise_tensor_product` (unsorted), ``FunctionalTensorProduct`` with
+``left_right`` and ``right``, and ``FunctionalFullyConnectedTensorProduct``. ``gradient_normalization``
+(``'element'`` = 0, ``'path'`` = 1, default) moves ``c`` between the forward pass (``path_weight = c^g``) and
+the weight initialisation (``weight_std = c^(1-g)``); ``g = 1`` gives e3nn torch's numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, List, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.irreps import Irreps
+from ..core.tensor_product import TensorProductPlan, _num_elements, tensor_product_plan
+from ..core.tensor_product_builders import (
+    _irrep_filter,
+    elementwise_tensor_product_plan,
+    fully_connected_tensor_product_spec,
+)
+from ._irreps_array import IrrepsArray, _jax_sort, as_irreps_array, from_chunks
+
+__all__ = [
+    "Instruction",
+    "FunctionalTensorProduct",
+    "FunctionalFullyConnectedTensorProduct",
+    "tensor_product",
+    "full_tensor_product",
+    "elementwise_tensor_product",
+]
+
+# (mode, has_weight) -> einsum over (weights, scaled CG (i, j, k), x1 (..., u, i), x2 (..., v, j)).
+_EINSUM = {
+    ("uvw", True): "uvw,ijk,...ui,...vj->...wk",
+    ("uvu", True): "uv,ijk,...ui,...vj->...uk",
+    ("uvu", False): "ijk,...ui,...vj->...uk",
+    ("uvv", True): "uv,ijk,...ui,...vj->...vk",
+    ("uvv", False): "ijk,...ui,...vj->...vk",
+    ("uuw", True): "uw,ijk,...ui,...uj->...wk",
+    ("uuw", False): "ijk,...ui,...uj->...k",
+    ("uuu", True): "u,ijk,...ui,...uj->...uk",
+    ("uuu", False): "ijk,...ui,...uj->...uk",
+    ("uvuv", True): "uv,ijk,...ui,...vj->...uvk",
+    ("uvuv", False): "ijk,...ui,...vj->...uvk",
+    ("uvu<v", True): "w,ijk,...wij->...wk",
+    ("uvu<v", False): "ijk,...wij->...wk",
+    ("u<vw", True): "qw,ijk,...qij->...wk",
+}
+
+
+def _float_dtype(*values) -> Any:
+    dtype = jnp.result_type(*[v for v in values if v is not None])
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.zeros(()).dtype
+
+
+def _as_input(x: Any, irreps: Irreps, name: str) -> IrrepsArray:
+    """``x`` rechunked to ``irreps`` (a raw array is read as having these irreps)."""
+    if not isinstance(x, IrrepsArray):
+        x = IrrepsArray(irreps, x)
+    try:
+        return x.rechunk(irreps)
+    except ValueError:
+        raise ValueError(f"{name} has irreps {x.irreps}, expected {irreps}") from None
+
+
+def _execute(plan: TensorProductPlan, coefficients: Sequence[float], weights: Sequence[Any],
+             x1: IrrepsArray, x2: IrrepsArray, dtype) -> IrrepsArray:  # fmt: skip
+    """Run every path of ``plan`` on the chunks of ``x1``, ``x2`` (weights: one ``path_shape`` array per
+    weighted path); paths with an empty block or a zero chunk are skipped."""
+    lead = jnp.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
+    outputs: list = [[] for _ in plan.irreps_out]
+    weights = iter(weights)
+    for path, c in zip(plan.paths, coefficients):
+        w = next(weights) if path.has_weight else None
+        a, b = x1.chunks[path.i_in1], x2.chunks[path.i_in2]
+        if path.empty or a is None or b is None or c == 0:
+            continue
+        cg = jnp.asarray(c * path.cg, dtype)
+        a, b = a.astype(dtype), b.astype(dtype)
+        if path.mode in ("uvu<v", "u<vw"):
+            u, v = path.pairs
+            pair_products = jnp.einsum("...ui,...vj->...uvij", a, b)[..., u, v, :, :]
+            operands = (pair_products,)
+        else:
+            operands = (a, b)
+        operands = (cg, *operands) if w is None else (jnp.asarray(w, dtype), cg, *operands)
+        out = jnp.einsum(_EINSUM[path.mode, path.has_weight], *operands)
+        if path.mode == "uvuv":
+            out = jnp.reshape(out, out.shape[:-3] + (path.mul_out, path.d3))
+        elif path.mode == "uuw" and not path.has_weight:
+            out = out[..., None, :]
+        outputs[path.i_out].append(out)
+    chunks = [None if not outs else sum(outs[1:], outs[0]) for outs in outputs]
+    return from_chunks(plan.irreps_out, chunks, lead, dtype)
+
+
+def _exponent(value: Union[str, float, None], name: str) -> float:
+    if value is None:
+        return 1.0 if name == "gradient_normalization" else 0.0
+    if isinstance(value, str):
+        if value not in ("element", "path"):
+            raise ValueError(f"{name} must be 'element', 'path' or a number, got {value!r}")
+        return {"element": 0.0, "path": 1.0}[value]
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One path, as e3nn-jax's ``legacy.Instruction``: ``path_weight`` multiplies the path in the forward pass,
+    ``weight_std`` is the standard deviation to initialise its weights with (None when unweighted)."""
+
+    i_in1: int
+    i_in2: int
+    i_out: int
+    connection_mode: str
+    has_weight: bool
+    path_weight: float
+    weight_std: Optional[float]
+    first_input_multiplicity: int
+    second_input_multiplicity: int
+    output_multiplicity: int
+    path_shape: tuple
+    num_elements: int = field(default=0)
+
+
+class FunctionalTensorProduct:
+    """A tensor product with explicit weights, e3nn-jax's ``legacy.FunctionalTensorProduct``.
+
+    Args:
+        irreps_in1, irreps_in2, irreps_out: the irreps.
+        instructions: ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])`` (modes of
+            ``fastso3.core.tensor_product``).
+        in1_var, in2_var, out_var: variances per entry (default 1).
+        irrep_normalization: 'component' (default), 'norm' or 'none'.
+        path_normalization: 'element' (default) or 'path' (0.0 / 1.0 are accepted).
+        gradient_normalization: 'path' (default, 1.0) or 'element' (0.0), or a float exponent.
+
+    Attributes:
+        plan: the :class:`~fastso3.core.tensor_product.TensorProductPlan` (also used by the torch front).
+        instructions: one :class:`Instruction` per path.
+        output_mask: ``(irreps_out.dim,)`` bool, True where a path reaches.
+    """
+
+    def __init__(self, irreps_in1: Any, irreps_in2: Any, irreps_out: Any, instructions: Sequence[tuple],
+                 in1_var: Optional[List[float]] = None, in2_var: Optional[List[float]] = None,
+                 out_var: Optional[List[float]] = None, irrep_normalization: Optional[str] = None,
+                 path_normalization: Union[str, float, None] = None,
+                 gradient_normalization: Union[str, float, None] = None):  # fmt: skip
+        path_exponent = _exponent(path_normalization, "path_normalization")
+        if path_exponent not in (0.0, 1.0):
+            raise ValueError(f"path_normalization must be 'element' (0) or 'path' (1), got {path_normalization!r}")
+        g = _exponent(gradient_normalization, "gradient_normalization")
+        self.plan = tensor_product_plan(irreps_in1, irreps_in2, irreps_out, instructions, in1_var, in2_var, out_var,
+                                        irrep_normalization, "element" if path_exponent == 0.0 else "path")  # fmt: skip
+        self.irreps_in1, self.irreps_in2, self.irreps_out = self.plan.irreps_in1, self.plan.irreps_in2, self.plan.irreps_out
+        # The plan's c is e3nn's sqrt(alpha); e3nn-jax splits it between the forward pass and the init.
+        self.instructions = [
+            Instruction(p.i_in1, p.i_in2, p.i_out, p.mode, p.has_weight,
+                        p.coefficient**g if p.has_weight else p.coefficient,
+                        p.coefficient ** (1.0 - g) if p.has_weight else None,
+                        p.mul1, p.mul2, p.mul_out, p.path_shape, _num_elements(p.mode, p.mul1, p.mul2))  # fmt: skip
+            for p in self.plan.paths
+        ]
+        self.output_mask = np.asarray(self.plan.output_mask, dtype=bool)
+
+    def _weights_list(self, weights: Any) -> list:
+        weighted = [ins for ins in self.instructions if ins.has_weight]
+        if isinstance(weights, (list, tuple)):
+            if len(weights) != len(weighted):
+                raise ValueError(f"weights: expected {len(weighted)} arrays (one per weighted instruction), got {len(weights)}")
+            for w, ins in zip(weights, weighted):
+                if tuple(jnp.shape(w)) != ins.path_shape:
+                    raise ValueError(f"weights: a weight of shape {jnp.shape(w)} for a path of shape {ins.path_shape}; "
+                                     "map over batch or channel axes with jax.vmap")  # fmt: skip
+            return list(weights)
+        weights = jnp.asarray(weights)
+        if weights.shape != (self.plan.weight_numel,):
+            raise ValueError(f"weights: expected a flat array of {self.plan.weight_numel} entries, got shape {weights.shape}")
+        return [weights[p.weight_slice].reshape(p.path_shape) for p in self.plan.paths if p.has_weight]
+
+    def left_right(self, weights: Any, input1: Any, input2: Any = None, **_unused_e3nn_options) -> IrrepsArray:
+        """The product of ``input1`` ``(..., irreps_in1.dim)`` and ``input2`` ``(..., irreps_in2.dim)``.
+
+        ``weights``: a list of one ``path_shape`` array per weighted instruction, or one flat array; omit it
+        (``left_right(x1, x2)``) when no path is weighted. Leading axes of the inputs broadcast; batch or
+        channel axes of the weights are added with ``jax.vmap`` (see docs/jax.md). Returns an
+        :class:`IrrepsArray` with ``irreps_out``, dtype the promoted one of the arguments.
+        ``custom_einsum_jvp``/``fused``/``sparse`` (e3nn-jax options) are accepted and have no effect.
+        """
+        if input2 is None:
+            weights, input1, input2 = [], weights, input1
+        ws = self._weights_list(weights)
+        x1 = _as_input(input1, self.irreps_in1, "input1")
+        x2 = _as_input(input2, self.irreps_in2, "input2")
+        dtype = _float_dtype(x1.dtype, x2.dtype, *(jnp.asarray(w).dtype for w in ws))
+        return _execute(self.plan, [ins.path_weight for ins in self.instructions], ws, x1, x2, dtype)
+
+    def right(self, weights: Any, input2: Any = None) -> jax.Array:
+        """The matrix ``(irreps_in1.dim, irreps_out.dim)`` of ``x1 -> left_right(weights, x1, input2)``."""
+        if input2 is None:
+            weights, input2 = [], weights
+        x2 = _as_input(input2, self.irreps_in2, "input2")
+        basis = jnp.eye(self.irreps_in1.dim, dtype=_float_dtype(x2.dtype))
+        return jax.vmap(lambda e: self.left_right(weights, IrrepsArray(self.irreps_in1, e), x2).array)(basis)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.irreps_in1.simplify()} x {self.irreps_in2.simplify()} -> "
+                f"{self.irreps_out.simplify()} | {self.plan.num_paths} paths | {self.plan.weight_numel} weights)")  # fmt: skip
+
+
+def FunctionalFullyConnectedTensorProduct(irreps_in1: Any, irreps_in2: Any, irreps_out: Any,
+                                          in1_var=None, in2_var=None, out_var=None, irrep_normalization=None,
+                                          path_normalization=None, gradient_normalization=None) -> FunctionalTensorProduct:  # fmt: skip
+    """A weighted ``uvw`` path for every ``ir_out in ir1 x ir2`` (loop order ``i_in1, i_in2, i_out``), as
+    e3nn-jax's ``legacy.FunctionalFullyConnectedTensorProduct`` and the torch ``FullyConnectedTensorProduct``."""
+    spec = fully_connected_tensor_product_spec(irreps_in1, irreps_in2, irreps_out)
+    return FunctionalTensorProduct(spec["irreps_in1"], spec["irreps_in2"], spec["irreps_out"], spec["instructions"],
+                                   in1_var, in2_var, out_var, irrep_normalization, path_normalization,
+                                   gradient_normalization)  # fmt: skip
+
+
+def _prepare(input1: Any, input2: Any) -> tuple:
+    x1, x2 = as_irreps_array(input1), as_irreps_array(input2)
+    dtype = _float_dtype(x1.dtype, x2.dtype)
+    return x1.astype(dtype), x2.astype(dtype), dtype
+
+
+def _full_plan(irreps1: Irreps, irreps2: Irreps, filter_ir_out: Any, irrep_normalization: Optional[str]) -> TensorProductPlan:
+    """Unweighted ``uvuv`` paths in e3nn-jax's generation order (entries of in1, of in2, ``ir1 x ir2``)."""
+    keep = _irrep_filter(filter_ir_out)
+    out: list = []
+    instructions: list = []
+    for i1, (m1, ir1) in enumerate(irreps1):
+        for i2, (m2, ir2) in enumerate(irreps2):
+            for iro in ir1 * ir2:
+                if keep is None or iro in keep:
+                    instructions.append((i1, i2, len(out), "uvuv", False))
+                    out.append((m1 * m2, iro))
+    # One path per output, so 'element' normalisation leaves c = sqrt(alpha), e3nn-jax's CG scaling.
+    return tensor_product_plan(irreps1, irreps2, out, instructions, irrep_normalization=irrep_normalization)
+
+
+def tensor_product(input1: Any, input2: Any, *, filter_ir_out: Any = None, irrep_normalization: Optional[str] = None,
+                   regroup_output: bool = True) -> Union[IrrepsArray, Irreps]:  # fmt: skip
+    """Every product ``x_u (x) y_v`` reduced into irreps (e3nn-jax ``tensor_product``).
+
+    Args:
+        input1, input2: IrrepsArray ``(..., dim)`` (leading axes broadcast), raw arrays (read as scalars),
+            or Irreps (then only the output Irreps is returned).
+        filter_ir_out: keep only these output irreps.
+        irrep_normalization: 'component' (default), 'norm' or 'none'.
+        regroup_output: regroup the inputs and the output (sorted in e3nn-jax's order, merged).
+
+    Returns:
+        IrrepsArray of the promoted floating dtype; output sorted (``0e < 0o < 1o < 1e``), regrouped if asked.
+    """
+    if isinstance(input1, (str, Irreps)) and isinstance(input2, (str, Irreps)):
+        irreps1, irreps2 = (_jax_sort(Irreps(i))[0].simplify() if regroup_output else Irreps(i) for i in (input1, input2))
+        irreps = _jax_sort(_full_plan(irreps1, irreps2, filter_ir_out, irrep_normalization).irreps_out)[0]
+        return irreps.simplify() if regroup_output else irreps
+    x1, x2, dtype = _prepare(input1, input2)
+    if regroup_output:
+        x1, x2 = x1.regroup(), x2.regroup()
+    plan = _full_plan(x1.irreps, x2.irreps, filter_ir_out, irrep_normalization)
+    out = _execute(plan, [p.coefficient for p in plan.paths], [], x1, x2, dtype).sort()
+    return out.regroup() if regroup_output else out
+
+
+def full_tensor_product(input1: Any, input2: Any, filter_ir_out: Any = None,
+                        irrep_normalization: Optional[str] = None) -> IrrepsArray:  # fmt: skip
+    """The seed's ``full_tensor_product`` (e3nn-jax before 0.14): :func:`tensor_product` with regrouped output."""
+    return tensor_product(input1, input2, filter_ir_out=filter_ir_out, irrep_normalization=irrep_normalization)
+
+
+def elementwise_tensor_product(input1: Any, input2: Any, *, filter_ir_out: Any = None,
+                               irrep_normalization: Optional[str] = None) -> IrrepsArray:  # fmt: skip
+    """``z_u = x_u (x) y_u`` copy by copy (e3nn-jax ``elementwise_tensor_product``); output unsorted.
+
+    Both inputs need the same number of copies (``num_irreps``); their entries are split so the
+    multiplicities align (the plan of ``fastso3.o3.ElementwiseTensorProduct``).
+    """
+    x1, x2, dtype = _prepare(input1, input2)
+    plan = elementwise_tensor_product_plan(x1.irreps, x2.irreps, filter_ir_out, irrep_normalization)
+    x1, x2 = x1.rechunk(plan.irreps_in1), x2.rechunk(plan.irreps_in2)
+    return _execute(plan, [p.coefficient for p in plan.paths], [], x1, x2, dtype)

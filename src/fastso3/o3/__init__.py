@@ -31,6 +31,10 @@ from ._tensor_product import Instruction as Instruction
 from ._tensor_product import Norm as Norm
 from ._tensor_product import TensorProduct as TensorProduct
 from ._tensor_product import TensorSquare as TensorSquare
+from ._reduce import ReducedTensorProducts as ReducedTensorProducts
+from . import experimental as experimental
+from . import irrep as irrep
+from .experimental import FullTensorProductv2 as FullTensorProductv2
 from ._wigner import so3_generators as so3_generators
 from ._wigner import su2_generators as su2_generators
 from ._wigner import wigner_D as wigner_D
@@ -57,6 +61,9 @@ __all__ = [
     "ElementwiseTensorProduct",
     "FactoredWeight",
     "FullTensorProduct",
+    "FullTensorProductv2",
+    "ReducedTensorProducts",
+    "irrep",
     "FullyConnectedTensorProduct",
     "Instruction",
     "Linear",

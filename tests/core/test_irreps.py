@@ -640,3 +640,14 @@ def test_D_broadcasting_dtypes_and_gradients():
         return x.D_from_angles(a, b, c)
 
     assert torch.autograd.gradcheck(f, (a,))
+
+
+@pytest.mark.parametrize("value", [[(32, 1)], [(1, -1)], [(0, 1)], [[2, 0]]])
+def test_plain_pairs_in_a_list_are_mul_and_irrep_as_in_e3nn(value):
+    # e3nn reads (32, 1) as 32 copies of Irrep(1), which has no parity: a ValueError, not 1x32e.
+    with pytest.raises(ValueError):
+        e3.Irreps(value)
+    with pytest.raises(ValueError, match="needs its parity"):
+        Irreps(value)
+    assert Irreps([(32, (1, 1))]) == e3.Irreps([(32, (1, 1))]) == "32x1e"
+    assert Irreps("0e+1o").filter(keep=[(1, -1)]) == e3.Irreps("0e+1o").filter(keep=[(1, -1)]) == "1o"  # filter: irreps

@@ -365,8 +365,10 @@ def _int_pair(value: Any) -> Optional[tuple]:
     return None
 
 
-def _irreps_entries(value: Any) -> list:
-    """The list of MulIr that ``value`` stands for."""
+def _irreps_entries(value: Any, pairs_of_ints_are_irreps: bool = False) -> list:
+    """The list of MulIr that ``value`` stands for. In a list, a plain pair is ``(mul, irrep)`` (e3nn's
+    ``Irreps``), or an irrep ``(l, p)`` if it holds two ints and ``pairs_of_ints_are_irreps`` (e3nn's
+    ``filter``)."""
     if value is None:
         return []
     if isinstance(value, Irreps):
@@ -389,13 +391,16 @@ def _irreps_entries(value: Any) -> list:
             out.append(MulIr(1, item))
         elif isinstance(item, MulIr):
             out.append(item)
-        elif _int_pair(item) is not None:
-            out.append(MulIr(1, Irrep(_int_pair(item))))  # (l, p)
-        elif _pair(item) is not None:
+        elif (pairs_of_ints_are_irreps or type(item) not in (tuple, list)) and _int_pair(item) is not None:
+            out.append(MulIr(1, Irrep(_int_pair(item))))  # (l, p), or a tuple subclass: another library's Irrep
+        elif _pair(item) is not None:  # a plain pair is (mul, irrep), as in e3nn: [(32, 1)] raises
             try:
                 out.append(MulIr(*_pair(item)))
             except ValueError as err:
-                raise ValueError(f"unable to interpret {item!r} in {value!r} as (mul, irrep): {err}") from None
+                raise ValueError(
+                    f"unable to interpret {item!r} in {value!r} as (mul, irrep): {err} "
+                    "(an irrep needs its parity: (mul, (l, p)) or (mul, '1e'))"
+                ) from None
         else:
             raise ValueError(f"unable to interpret {item!r} in {value!r} as (mul, irrep), an irrep or a string")
     return out
@@ -404,7 +409,7 @@ def _irreps_entries(value: Any) -> list:
 def _irrep_set(value: Any, name: str) -> frozenset:
     """The set of irreps named by a ``filter`` argument (a string, Irrep, MulIr, Irreps or a list of them)."""
     try:
-        return frozenset(ir for _, ir in _irreps_entries(value))
+        return frozenset(ir for _, ir in _irreps_entries(value, pairs_of_ints_are_irreps=True))
     except ValueError as err:
         raise ValueError(f"filter: cannot read {name}={value!r} as irreps or a list of irreps: {err}") from None
 

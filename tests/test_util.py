@@ -134,3 +134,67 @@ def test_codegen_mixin_registers_graph_modules_and_pickles():
         assert torch.equal(clone(x), 2 * x)
     with pytest.raises(TypeError, match="GraphModule"):
         CodeGenMixin._codegen_register(torch.nn.Module(), {"main": torch.nn.ReLU()})
+
+
+def test_assert_normalized_accepts_normalized_and_catches_unnormalized():
+    from fastso3.testing import assert_normalized
+
+    def identity(x):
+        return x
+
+    identity.irreps_in = identity.irreps_out = o3_irreps = fastso3.o3.Irreps("2x0e + 1o + 2e")
+    assert_normalized(identity, n_input=2000)
+    assert_normalized(identity, normalization="norm", n_input=2000)
+
+    def scaled(x):
+        return 3.0 * x
+
+    with pytest.raises(AssertionError, match="irrep 2x0e"):
+        assert_normalized(scaled, irreps_in=o3_irreps, irreps_out=o3_irreps, n_input=2000)
+    # a module: its weights are redrawn n_weight times (fastso3's Linear is normalized as e3nn's)
+    assert_normalized(fastso3.o3.Linear("64x0e + 16x1o", "4x0e + 2x1o"), n_input=500, n_weight=20, atol=0.2)
+    with pytest.raises(ValueError, match="normalization"):
+        assert_normalized(identity, normalization="max")
+
+
+@pytest.mark.compile
+def test_assert_torch_compile(restore_defaults):
+    from fastso3.testing import assert_torch_compile
+
+    built_under = []
+
+    class Doubler(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            built_under.append(fastso3.get_optimization_defaults()["jit_mode"])
+
+        def forward(self, x):
+            return 2 * x
+
+    before = fastso3.get_optimization_defaults()["jit_mode"]
+    compiled = assert_torch_compile("inductor", Doubler, torch.ones(3))
+    assert built_under == ["inductor"] and fastso3.get_optimization_defaults()["jit_mode"] == before
+    assert torch.equal(compiled(torch.ones(3)), 2 * torch.ones(3))
+
+
+def test_float_tolerance_fixture_runs_both_dtypes(tmp_path):
+    """e3nn's test suites import the fixture in their conftest: each test then runs in float32 and float64."""
+    (tmp_path / "conftest.py").write_text("from fastso3.testing import float_tolerance  # noqa: F401\n")
+    (tmp_path / "test_probe.py").write_text(
+        "import torch\n"
+        "def test_probe(float_tolerance):\n"
+        "    dtype = torch.get_default_dtype()\n"
+        "    assert float_tolerance.dtype == dtype and float_tolerance.dim() == 0\n"
+        "    assert float_tolerance == torch.as_tensor({torch.float32: 1e-3, torch.float64: 1e-9}[dtype], dtype=dtype)\n"
+    )
+    class Passed:
+        ids = []
+
+        def pytest_runtest_logreport(self, report):
+            if report.when == "call" and report.passed:
+                self.ids.append(report.nodeid.split("[")[-1])
+
+    before = torch.get_default_dtype()
+    # in this process (a fresh interpreter would spend its time importing torch)
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)], plugins=[Passed()])
+    assert code == 0 and sorted(Passed.ids) == ["float32]", "float64]"] and torch.get_default_dtype() == before

@@ -43,6 +43,8 @@ __all__ = [
     "FLOAT_TOLERANCE",
     "assert_conservative",
     "assert_equivariant",
+    "assert_normalized",
+    "assert_torch_compile",
     "default_dtype",
     "equivariance_error",
     "format_equivariance_error",
@@ -640,3 +642,114 @@ def assert_conservative(
                         f"= {b:.10g} (error {err:.3g} of the largest force derivative {stiffness:.3g}",
                         "the force field has a curl")  # fmt: skip
     return {"force_error": force_error, "curl_error": curl_error}
+
+
+# ----------------------------------------------------------------------------------------------------
+# normalization, torch.compile and the float_tolerance fixture (e3nn.util.test)
+# ----------------------------------------------------------------------------------------------------
+
+
+def assert_normalized(
+    func: Callable,
+    irreps_in: Any = None,
+    irreps_out: Any = None,
+    normalization: str = "component",
+    n_input: int = 10_000,
+    n_weight: int | None = None,
+    weights: Any = None,
+    atol: float = 0.1,
+) -> None:
+    """Assert that ``func`` maps normalized inputs to normalized outputs, as ``e3nn.util.test.assert_normalized``.
+
+    Inputs: ``n_input`` samples ``(n_input, irreps.dim)`` per irreps input (``irreps.randn`` with
+    'component' normalization, ``E[x_i^2] = 1``; with ``normalization='norm'`` each irrep is divided by
+    ``sqrt(2l+1)``), in torch's default dtype. The weights (default ``func.parameters()`` for a module)
+    are redrawn from ``N(0, 1)`` ``n_weight`` times (default 20; 1 without weights). Every component of
+    every irreps output must have ``E[y_i^2]`` within ``atol`` of 1 ('component') or ``1/(2l+1)``
+    ('norm'); ``'cartesian_points'`` and ``None`` outputs are not checked.
+
+    Raises:
+        ValueError: an unknown ``normalization``, or inputs that cannot be generated (a ``None`` spec).
+        AssertionError: naming the output irrep and its worst component error.
+    """
+    if normalization not in ("component", "norm"):
+        raise ValueError(f"invalid normalization {normalization!r}: use 'component' or 'norm'")
+    specs_in, specs_out = _infer_specs(func, irreps_in, irreps_out)
+    if any(all(s.num_irreps == 0 for s in specs if isinstance(s, Irreps)) for specs in (specs_in, specs_out)):
+        return  # nothing to normalize
+    if weights is None:
+        weights = func.parameters() if isinstance(func, torch.nn.Module) else []
+    weights = list(weights)
+    if not weights:
+        if n_weight not in (None, 1):
+            raise ValueError(f"without weights to redraw, n_weight must be 1 or None, got {n_weight}")
+        n_weight = 1
+    elif n_weight is None:
+        n_weight = 20
+
+    sums: list | None = None
+    with torch.no_grad():
+        for _ in range(n_weight):
+            for w in weights:
+                w.normal_()
+            args = [_random_input(s, n_input, i) for i, s in enumerate(specs_in)]
+            if normalization == "norm":
+                for x, spec in zip(args, specs_in):
+                    if isinstance(spec, Irreps):
+                        for mul_ir, sl in zip(spec, spec.slices()):
+                            x[:, sl] /= math.sqrt(mul_ir.ir.dim)
+            outs = _as_tuple(func(*args))
+            if len(outs) != len(specs_out):
+                raise AssertionError(f"{_func_name(func)} returned {len(outs)} outputs for {len(specs_out)} irreps_out")
+            squares = [y.detach().to(torch.float64).square().sum(dim=0) for y in outs]
+            sums = squares if sums is None else [a + b for a, b in zip(sums, squares)]
+    for k, (total, spec) in enumerate(zip(sums, specs_out)):
+        if not isinstance(spec, Irreps):
+            continue
+        mean = total / (n_weight * n_input)
+        for mul_ir, sl in zip(spec, spec.slices()):
+            if sl.start == sl.stop:
+                continue
+            target = 1.0 if normalization == "component" else 1.0 / mul_ir.ir.dim
+            worst = float((mean[sl] - target).abs().max())
+            assert worst <= atol, (
+                f"{_func_name(func)} output {k}, irrep {mul_ir}: < y_i^2 > is not ~= {target:.6f} "
+                f"(max componentwise error {worst:.6f} > atol {atol})"
+            )
+
+
+def assert_torch_compile(compile_mode: str, func: Callable, *args: Any, **kwargs: Any):
+    """Build ``func()`` (a module factory, e.g. ``functools.partial(Module, ...)``) with e3nn's ``jit_mode`` set
+    to ``compile_mode`` (``'inductor'``, ``'eager'`` or ``'script'``; no effect on fastso3 modules), compile it
+    with ``torch.compile(fullgraph=True)`` (default backend) after ``torch._dynamo.reset()``, run it on
+    ``args``/``kwargs`` and return the compiled module, as ``e3nn.util.test.assert_torch_compile``. A graph
+    break raises torch's error."""
+    from .util import get_optimization_defaults, set_optimization_defaults
+
+    before = get_optimization_defaults()["jit_mode"]
+    try:
+        set_optimization_defaults(jit_mode=compile_mode)
+        module = func()
+        torch._dynamo.reset()  # no cache from earlier compilations
+        compiled = torch.compile(module, fullgraph=True)
+        compiled(*args, **kwargs)
+    finally:
+        set_optimization_defaults(jit_mode=before)
+    return compiled
+
+
+try:  # the float_tolerance fixture of e3nn's pytest plugin, where pytest is installed
+    import pytest as _pytest
+except ImportError:  # pragma: no cover - pytest is a test dependency only
+    _pytest = None
+
+if _pytest is not None:
+
+    @_pytest.fixture(scope="session", autouse=True, params=["float32", "float64"])
+    def float_tolerance(request):
+        """e3nn's session fixture: runs the tests once with torch's default dtype float32 and once with
+        float64, and yields the tolerance of that dtype as a 0-d tensor (1e-3 and 1e-9, as e3nn). Active
+        only where a conftest imports it (``float_tolerance = fastso3.testing.float_tolerance``)."""
+        dtype = {"float32": torch.float32, "float64": torch.float64}[request.param]
+        with default_dtype(dtype):
+            yield torch.as_tensor(FLOAT_TOLERANCE[dtype], dtype=dtype)

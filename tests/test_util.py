@@ -198,3 +198,28 @@ def test_float_tolerance_fixture_runs_both_dtypes(tmp_path):
     # in this process (a fresh interpreter would spend its time importing torch)
     code = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)], plugins=[Passed()])
     assert code == 0 and sorted(Passed.ids) == ["float32]", "float64]"] and torch.get_default_dtype() == before
+
+
+def test_every_e3nn_name_mace_torch_imports_exists_in_fastso3():
+    """mace-torch 0.3.16 imports these at module level; each must exist under the matching fastso3 module."""
+    import ast
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mace")
+    if spec is None:
+        pytest.skip("mace-torch is not installed")
+    missing, seen = [], set()
+    for path in Path(spec.origin).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "e3nn":
+                module = "fastso3" + node.module[len("e3nn") :]
+                for alias in node.names:
+                    seen.add(f"{node.module}.{alias.name}")
+                    target = importlib.import_module(module)
+                    if not hasattr(target, alias.name) and importlib.util.find_spec(f"{module}.{alias.name}") is None:
+                        missing.append(f"{module}.{alias.name} ({path.name})")
+    assert {"e3nn.io.CartesianTensor", "e3nn.util.codegen.CodeGenMixin", "e3nn.util.jit.compile_mode",
+            "e3nn.set_optimization_defaults"} <= seen  # fmt: skip
+    assert not missing, missing

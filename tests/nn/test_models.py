@@ -18,6 +18,7 @@ import torch
 from fastso3.core.irreps import Irreps
 from fastso3.nn.models import gate_points_2101 as f2101
 from fastso3.nn.models import gate_points_2102 as f2102
+from fastso3.nn.models.v2103 import conv_points_in_out as f2103_in_out
 from fastso3.nn.models.v2103 import gate_points_message_passing as f2103_mp
 from fastso3.nn.models.v2103 import gate_points_networks as f2103_net
 from fastso3.nn.models.v2106 import gate_points_message_passing as f2106_mp
@@ -72,15 +73,14 @@ def _stand_in_modules():
 
 @pytest.fixture
 def e3nn_v2103(monkeypatch):
-    """e3nn's v2103 ``(gate_points_message_passing, gate_points_networks)`` imported with the stand-ins."""
+    """e3nn's v2103 ``(gate_points_message_passing, gate_points_networks, conv_points_in_out)`` imported with
+    the stand-ins."""
     import importlib
 
     for name, module in _stand_in_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    return (
-        importlib.import_module("e3nn.nn.models.v2103.gate_points_message_passing"),
-        importlib.import_module("e3nn.nn.models.v2103.gate_points_networks"),
-    )
+    names = ("gate_points_message_passing", "gate_points_networks", "conv_points_in_out")
+    return tuple(importlib.import_module(f"e3nn.nn.models.v2103.{name}") for name in names)
 
 
 def build_both(theirs_cls, ours_cls, *args, **kwargs):
@@ -223,7 +223,7 @@ def test_gate_points_2102_is_equivariant(dtype):
 
 
 def test_v2103_networks_match_e3nn(e3nn_v2103):
-    e_mp, e_net = e3nn_v2103
+    e_mp, e_net, _ = e3nn_v2103
     theirs, ours = build_both(e_net.SimpleNetwork, f2103_net.SimpleNetwork, "3x0e + 2x1o", "4x0e + 1x1o",
                               max_radius=2.0, num_neighbors=3.0, num_nodes=5.0, mul=4, layers=2, lmax=1)  # fmt: skip
     pos, batch = points([6, 4])
@@ -240,6 +240,26 @@ def test_v2103_networks_match_e3nn(e3nn_v2103):
             "node_input": ours.irreps_node_input.randn(3, -1, dtype=F64),
             "node_attr": ours.irreps_node_attr.randn(3, -1, dtype=F64), "edge_attr": torch.randn(3, 3, dtype=F64)}  # fmt: skip
     assert_close(ours(data), theirs(data))
+
+
+def test_v2103_convolution_between_point_sets_matches_e3nn(e3nn_v2103):
+    # e3nn's own test configuration: 5 input points, 2 output points, edges from input to output points
+    e_in_out = e3nn_v2103[2]
+    kw = dict(irreps_node_input="0e + 1e", irreps_node_output="0e + 1e", irreps_node_attr_input="2x0e",
+              irreps_node_attr_output="3x0e", irreps_edge_attr="0e + 1e", num_edge_scalar_attr=4, radial_layers=1,
+              radial_neurons=16, num_neighbors=3.0)  # fmt: skip
+    theirs, ours = build_both(e_in_out.Convolution, f2103_in_out.Convolution, **kw)
+    edge_src = torch.tensor([0, 1, 2, 3, 4, 4, 0])
+    edge_dst = torch.tensor([0, 0, 1, 1, 1, 0, 1])
+    args = (torch.randn(5, 4, dtype=F64), torch.randn(5, 2, dtype=F64), torch.randn(2, 3, dtype=F64), edge_src,
+            edge_dst, torch.randn(7, 4, dtype=F64), torch.randn(7, 4, dtype=F64))  # fmt: skip
+    out = ours(*args)
+    assert out.shape == (2, 4)
+    assert_close(out, theirs(*args))
+    assert_equivariant(ours, args, irreps_in=["0e + 1e", "2x0e", "3x0e", None, None, "0e + 1e", None],
+                       irreps_out=["0e + 1e"])  # fmt: skip
+    with pytest.raises(IndexError, match="edge_dst contains 2, outside \\[0, 2\\) \\(receivers\\)"):
+        ours(*args[:4], edge_dst + 1, *args[5:])
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -313,7 +333,7 @@ def test_convolution_rejects_bad_edge_indices():
     conv = f2106_conv.Convolution("0e + 1o", "0e", "0e + 1o", "0e + 1o", [2], 3.0)
     args = [torch.randn(3, 4), torch.ones(3, 1), torch.tensor([0, -1]), torch.tensor([1, 0]), torch.randn(2, 4),
             torch.randn(2, 2)]  # fmt: skip
-    with pytest.raises(IndexError, match="edge_src contains -1"):
+    with pytest.raises(IndexError, match="edge_src contains -1, outside \\[0, 3\\) \\(senders\\)"):
         conv(*args)
     args[2] = torch.tensor([0, 1], dtype=torch.int32)
     with pytest.raises(TypeError, match="edge_src must be a 1-D int64"):

@@ -132,14 +132,15 @@ def gated_layer(
 class PointConvolution(torch.nn.Module):
     """The part every e3nn point convolution shares: ``sc``, ``lin1``, ``fc``, ``tp``, ``lin2`` (e3nn's names).
 
-    Subclasses call :meth:`_build` in ``__init__`` and :meth:`_convolve` in ``forward``:
+    Subclasses call :meth:`_build` in ``__init__`` and :meth:`_messages` in ``forward``:
 
-    * ``sc = FCTP(irreps_in, irreps_node_attr, irreps_out)``: the self connection;
+    * ``sc = FCTP(irreps_in, irreps_node_attr, irreps_out)``: the self connection (if ``self_connection``);
     * ``lin1 = FCTP(irreps_in, irreps_node_attr, irreps_in)``;
     * ``tp``: ``uvu`` product of ``lin1``'s output (at the sender) with the edge attributes into ``irreps_mid``
       (each reachable irrep of ``irreps_out``, plus ``0e`` if ``keep_0e``, sorted), weighted per edge by
       ``fc(edge_scalars)``; summed at the receiver and divided by ``sqrt(num_neighbors)``;
-    * ``lin2 = FCTP(irreps_mid, irreps_node_attr, irreps_out)``.
+    * ``lin2 = FCTP(irreps_mid, irreps_node_attr_output, irreps_out)`` (the receivers' attributes, by default
+      ``irreps_node_attr``).
     """
 
     def _build(
@@ -153,14 +154,16 @@ class PointConvolution(torch.nn.Module):
         *,
         keep_0e: bool,
         require_mid: bool = False,
+        self_connection: bool = True,
+        irreps_node_attr_output: Optional[Irreps] = None,
     ) -> Irreps:
-        """Create the shared submodules (in e3nn's registration order); return ``irreps_mid``.
-
-        ``require_mid``: raise ValueError when ``irreps_mid`` is empty (v2106; e3nn: AssertionError).
+        """Create the shared submodules (in e3nn's registration order, so a seed gives e3nn's weights); return
+        ``irreps_mid``. ``require_mid``: raise ValueError when ``irreps_mid`` is empty (v2106; e3nn asserts).
         """
         if isinstance(num_neighbors, bool) or not isinstance(num_neighbors, numbers.Real) or not num_neighbors > 0:
             raise ValueError(f"num_neighbors must be a positive number (typical neighbour count), got {num_neighbors!r}")
-        self.sc = FullyConnectedTensorProduct(irreps_in, irreps_node_attr, irreps_out)
+        if self_connection:
+            self.sc = FullyConnectedTensorProduct(irreps_in, irreps_node_attr, irreps_out)
         self.lin1 = FullyConnectedTensorProduct(irreps_in, irreps_node_attr, irreps_in)
 
         mid = []
@@ -183,11 +186,12 @@ class PointConvolution(torch.nn.Module):
         )
         self.fc = FullyConnectedNet(list(fc_neurons) + [tp.weight_numel], torch.nn.functional.silu)
         self.tp = tp
-        self.lin2 = FullyConnectedTensorProduct(irreps_mid, irreps_node_attr, irreps_out)
+        attr_out = irreps_node_attr if irreps_node_attr_output is None else irreps_node_attr_output
+        self.lin2 = FullyConnectedTensorProduct(irreps_mid, attr_out, irreps_out)
         self._sqrt_num_neighbors = num_neighbors**0.5
         return irreps_mid
 
-    def _convolve(
+    def _messages(
         self,
         node_input: torch.Tensor,
         node_attr: torch.Tensor,
@@ -195,18 +199,18 @@ class PointConvolution(torch.nn.Module):
         edge_dst: torch.Tensor,
         edge_attr: torch.Tensor,
         edge_scalars: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(self connection (N, irreps_out.dim), aggregated messages (N, irreps_mid.dim))``."""
-        num_nodes = node_input.shape[0]
+        num_receivers: int,
+    ) -> torch.Tensor:
+        """The neighbour sum ``(num_receivers, irreps_mid.dim)`` (before ``lin2``) over the edges
+        ``edge_src -> edge_dst``; senders are the rows of ``node_input``."""
+        op = type(self).__name__
         values = not tracing()
-        check_index(type(self).__name__, "edge_src", edge_src, num_nodes, what="nodes", values=values)
-        check_index(type(self).__name__, "edge_dst", edge_dst, num_nodes, length=edge_src.numel(), what="nodes", values=values)
+        check_index(op, "edge_src", edge_src, node_input.shape[0], what="senders", values=values)
+        check_index(op, "edge_dst", edge_dst, num_receivers, length=edge_src.numel(), what="receivers", values=values)
         weight = self.fc(edge_scalars)
-        node_self_connection = self.sc(node_input, node_attr)
         node_features = self.lin1(node_input, node_attr)
         edge_features = self.tp(node_features[edge_src], edge_attr, weight)
-        node_features = scatter(edge_features, edge_dst, num_nodes).div(self._sqrt_num_neighbors)
-        return node_self_connection, node_features
+        return scatter(edge_features, edge_dst, num_receivers).div(self._sqrt_num_neighbors)
 
 
 class GatedMessagePassing(torch.nn.Module):

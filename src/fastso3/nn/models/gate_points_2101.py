@@ -81,7 +81,8 @@ class Convolution(PointConvolution):
         edge_attr: torch.Tensor,
         edge_length_embedded: torch.Tensor,
     ) -> torch.Tensor:
-        s, x = self._convolve(node_input, node_attr, edge_src, edge_dst, edge_attr, edge_length_embedded)
+        s = self.sc(node_input, node_attr)
+        x = self._messages(node_input, node_attr, edge_src, edge_dst, edge_attr, edge_length_embedded, node_input.shape[0])
         return self._c_s * s + self._c_x * self.lin2(x, node_attr)
 
 

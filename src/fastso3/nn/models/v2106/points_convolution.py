@@ -79,8 +79,9 @@ class Convolution(PointConvolution):
         edge_attr: torch.Tensor,
         edge_scalars: torch.Tensor,
     ) -> torch.Tensor:
-        node_self_connection, node_features = self._convolve(
-            node_input, node_attr, edge_src, edge_dst, edge_attr, edge_scalars
+        node_self_connection = self.sc(node_input, node_attr)
+        node_features = self._messages(
+            node_input, node_attr, edge_src, edge_dst, edge_attr, edge_scalars, node_input.shape[0]
         )
         node_conv_out = self.lin2(node_features, node_attr)
         alpha = self.alpha(node_features, node_attr)

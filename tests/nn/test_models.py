@@ -84,13 +84,19 @@ def e3nn_v2103(monkeypatch):
 
 
 def build_both(theirs_cls, ours_cls, *args, **kwargs):
-    """(e3nn module, fastso3 module) built in float64, fastso3 loading e3nn's state dict with strict=True."""
+    """(e3nn module, fastso3 module) built in float64 from one seed, fastso3 loading e3nn's state dict with
+    strict=True."""
     with default_dtype(F64):
+        torch.manual_seed(7)
         theirs = theirs_cls(*args, **kwargs)
+        torch.manual_seed(7)
         ours = ours_cls(*args, **kwargs)
+    # the same parameters, created in the same order with the same initialisation: one seed, one set of weights
+    # (e3nn's state dict also holds buffers that fastso3 recomputes or does not need)
+    ours_params, theirs_params = list(ours.named_parameters()), list(theirs.named_parameters())
+    assert [k for k, _ in ours_params] == [k for k, _ in theirs_params]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(ours_params, theirs_params))
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    # the same parameters (e3nn's state dict also holds buffers that fastso3 recomputes or does not need)
-    assert [k for k, _ in ours.named_parameters()] == [k for k, _ in theirs.named_parameters()]
     return theirs, ours
 
 

@@ -143,6 +143,16 @@ def test_float32_and_gradients():
     assert from_grid(torch.zeros(0, 3, 10, 12, dtype=torch.float64)).shape == (0, 3, 25)
 
 
+def test_devices_follow_the_arguments():
+    # The meta device stands in for an accelerator: every buffer and constant must follow dtype= / device= or the input.
+    to_grid, from_grid = o3.ToS2Grid(3, (8, 9), device="meta"), o3.FromS2Grid((8, 9), 3, device="meta")
+    assert {t.device.type for t in (*to_grid.buffers(), *from_grid.buffers())} == {"meta"}
+    assert to_grid(torch.empty(2, 16, device="meta")).shape == (2, 8, 9)
+    assert from_grid(torch.empty(2, 8, 9, device="meta")).shape == (2, 16)
+    z = torch.empty(5, device="meta")
+    assert o3.Legendre([1, 2])(z, z).shape == (5, 8)  # a module on the CPU, inputs elsewhere, as e3nn's
+
+
 def test_errors():
     with pytest.raises(ValueError, match="res_beta must be even"):
         o3.ToS2Grid(2, (9, 10))

@@ -95,7 +95,8 @@ class Legendre(torch.nn.Module):
         lmax = max(self.ls)
         _check_lmax(lmax, False)
         diag, a, b = _legendre_constants(lmax)
-        # Built once; float64 here, cast to the input dtype in forward. Not persistent: e3nn's Legendre has no state.
+        # Built once; float64 here, cast to the input's dtype and device in forward. Not persistent: e3nn's Legendre
+        # has no state.
         self.register_buffer("_diag", torch.tensor(diag, dtype=torch.float64), persistent=False)
         self.register_buffer("_a", torch.tensor(a, dtype=torch.float64), persistent=False)
         self.register_buffer("_b", torch.tensor(b, dtype=torch.float64), persistent=False)
@@ -123,7 +124,8 @@ class Legendre(torch.nn.Module):
             offset += l - 1
             lower = a_l * (z1 * rows[l - 1][..., : l - 1] - b_l * rows[l - 2][..., : l - 1])
             rows.append(torch.cat([lower, next_to_diagonal, seeds[..., l : l + 1]], dim=-1))
-        return torch.cat(rows, dim=-1).index_select(-1, self._index)
+        # Constants follow the input, so the module need not be moved (e3nn's Legendre holds no tensors).
+        return torch.cat(rows, dim=-1).index_select(-1, self._index.to(z.device))
 
     def extra_repr(self) -> str:
         return f"ls={self.ls}"

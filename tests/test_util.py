@@ -223,3 +223,12 @@ def test_every_e3nn_name_mace_torch_imports_exists_in_fastso3():
     assert {"e3nn.io.CartesianTensor", "e3nn.util.codegen.CodeGenMixin", "e3nn.util.jit.compile_mode",
             "e3nn.set_optimization_defaults"} <= seen  # fmt: skip
     assert not missing, missing
+
+
+def test_assert_auto_jitable_refuses_torchscript():
+    from fastso3.testing import assert_auto_jitable
+
+    with pytest.raises(NotImplementedError, match="TorchScript"):
+        assert_auto_jitable(fastso3.o3.ReducedTensorProducts("ij=ji", i="1o"))  # marked 'trace', as in e3nn
+    with pytest.raises(ValueError, match="compile_mode"):
+        assert_auto_jitable(torch.nn.Linear(2, 2))

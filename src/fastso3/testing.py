@@ -41,6 +41,7 @@ from .o3._rotation import rand_matrix
 
 __all__ = [
     "FLOAT_TOLERANCE",
+    "assert_auto_jitable",
     "assert_conservative",
     "assert_equivariant",
     "assert_normalized",
@@ -736,6 +737,17 @@ def assert_torch_compile(compile_mode: str, func: Callable, *args: Any, **kwargs
     finally:
         set_optimization_defaults(jit_mode=before)
     return compiled
+
+
+def assert_auto_jitable(func: Callable, error_on_warnings: bool = True, n_trace_checks: int = 2, strict_shapes: bool = True):
+    """e3nn's check that a module marked with ``@compile_mode`` compiles to TorchScript. fastso3 has no
+    TorchScript: a marked module raises ``NotImplementedError`` (from :func:`fastso3.util.jit.compile`),
+    an unmarked one ``ValueError`` as in e3nn. Present so that code importing it keeps importing."""
+    from .util.jit import compile, get_compile_mode
+
+    if get_compile_mode(func) is None:
+        raise ValueError("assert_auto_jitable is only for modules marked with @compile_mode")
+    return compile(func, n_trace_checks=n_trace_checks)
 
 
 try:  # the float_tolerance fixture of e3nn's pytest plugin, where pytest is installed

@@ -29,7 +29,7 @@ _NORMALIZATIONS = ("component", "norm")
 
 
 class _UnweightedProductv2(TensorProduct):
-    """Shared by the v2 products: e3nn's ``forward(input1, input2)`` and an empty state dict."""
+    """Shared by the v2 products: dtype promotion of the inputs and an empty state dict."""
 
     def __init__(self, spec: dict, irrep_normalization: str) -> None:
         if irrep_normalization not in _NORMALIZATIONS:
@@ -43,13 +43,13 @@ class _UnweightedProductv2(TensorProduct):
             del state_dict[key]
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
-    def forward(self, input1: torch.Tensor, input2: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def _promoted_forward(self, input1: torch.Tensor, input2: torch.Tensor) -> torch.Tensor:
         """``(..., irreps_in1.dim) x (..., irreps_in2.dim) -> (..., irreps_out.dim)``; the inputs are promoted to
         their common dtype (which must be the module's)."""
         if isinstance(input1, torch.Tensor) and isinstance(input2, torch.Tensor):
             dtype = torch.promote_types(input1.dtype, input2.dtype)
             input1, input2 = input1.to(dtype), input2.to(dtype)
-        return super().forward(input1, input2)
+        return TensorProduct.forward(self, input1, input2)
 
 
 class FullTensorProductv2(_UnweightedProductv2):
@@ -76,6 +76,11 @@ class FullTensorProductv2(_UnweightedProductv2):
         super().__init__(spec, irrep_normalization)
         self.irreps_in1, self.irreps_in2 = irreps_in1, irreps_in2  # as given (the plan's are simplified)
 
+    # One forward per class, as e3nn: torch.compile counts recompilations (limit 8) per code object.
+    def forward(self, input1: torch.Tensor, input2: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """``(..., irreps_in1.dim) x (..., irreps_in2.dim) -> (..., irreps_out.dim)`` (see the module docstring)."""
+        return self._promoted_forward(input1, input2)
+
 
 class ElementwiseTensorProductv2(_UnweightedProductv2):
     """``z_u = x_u (x) y_u`` (unweighted), inputs split so their multiplicities align (same number of
@@ -95,3 +100,8 @@ class ElementwiseTensorProductv2(_UnweightedProductv2):
         spec["irreps_out"] = irreps_out
         spec["instructions"] = [(i1, i2, p[i_out], *rest) for i1, i2, i_out, *rest in spec["instructions"]]
         super().__init__(spec, irrep_normalization)
+
+    # One forward per class, as e3nn: torch.compile counts recompilations (limit 8) per code object.
+    def forward(self, input1: torch.Tensor, input2: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """``(..., irreps_in1.dim) x (..., irreps_in2.dim) -> (..., irreps_out.dim)`` (see the module docstring)."""
+        return self._promoted_forward(input1, input2)

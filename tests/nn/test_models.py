@@ -346,6 +346,35 @@ def test_convolution_rejects_bad_edge_indices():
         conv(*args)
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# voxel convolutions (v2103, v2104)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v2103", "v2104"])
+def test_voxel_convolution_and_low_pass_filter_match_e3nn(version):
+    import importlib
+
+    theirs_mod = importlib.import_module(f"e3nn.nn.models.{version}.voxel_convolution")
+    ours_mod = importlib.import_module(f"fastso3.nn.models.{version}.voxel_convolution")
+    # v2103's default padding (size // 2 on every axis) only keeps the image size for cubic voxels
+    sizes = dict(size=3) if version == "v2103" else dict(diameter=3.2, num_radial_basis=3, steps=(1.0, 1.5, 1.0))
+    theirs, ours = build_both(theirs_mod.Convolution, ours_mod.Convolution, "0e + 1o", "0e + 1o + 2e", SH2, **sizes)
+    assert sorted(ours.state_dict()) == sorted(k for k in theirs.state_dict() if "_compiled_main" not in k)
+    x = torch.randn(2, 4, 5, 6, 4, dtype=F64)
+    out = ours(x)
+    assert out.shape == (2, 9, 5, 6, 4)
+    assert_close(out, theirs(x))
+    for kw in [dict(scale=2.0, stride=2), dict(scale=3.0, stride=2, transposed=True, steps=(1, 2, 1)), dict(scale=1.0)]:
+        with default_dtype(F64):
+            theirs_filter, ours_filter = theirs_mod.LowPassFilter(**kw), ours_mod.LowPassFilter(**kw)
+        assert_close(ours_filter(x), theirs_filter(x))
+    with pytest.raises(ValueError, match="x of shape"):
+        ours(x[:, :3])
+    with pytest.raises(ValueError, match="stride 1"):
+        ours_mod.LowPassFilter(1.0, stride=2)
+
+
 def test_copy_and_state_dict_round_trip():
     # e3nn's own 2101/2102 tests: deepcopy and save/load give the same outputs
     import copy

@@ -3,7 +3,11 @@
 * :mod:`~fastso3.nn.models.gate_points_2101`, :mod:`~fastso3.nn.models.gate_points_2102`: ``Network``,
   ``Convolution`` and their helpers;
 * :mod:`~fastso3.nn.models.v2103` and :mod:`~fastso3.nn.models.v2106`: ``points_convolution``,
-  ``gate_points_message_passing`` and ``gate_points_networks``.
+  ``gate_points_message_passing`` and ``gate_points_networks`` (v2103 also ``conv_points_in_out`` and
+  ``voxel_convolution``);
+* :mod:`~fastso3.nn.models.v2104`: ``voxel_convolution``.
+
+Not provided: ``v2203.sparse_voxel_convolution`` (it needs MinkowskiEngine).
 
 Same constructor arguments, defaults, submodule and parameter names as e3nn, so e3nn state dicts load with
 ``strict=True`` and give e3nn's outputs. The graphs come from :mod:`fastso3.graph` (no ``torch_cluster`` /
@@ -13,7 +17,7 @@ Same constructor arguments, defaults, submodule and parameter names as e3nn, so 
 
 import importlib
 
-_SUBMODULES = ("gate_points_2101", "gate_points_2102", "v2103", "v2106")
+_SUBMODULES = ("gate_points_2101", "gate_points_2102", "v2103", "v2104", "v2106")
 
 __all__ = list(_SUBMODULES)
 

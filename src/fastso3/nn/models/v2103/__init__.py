@@ -1,10 +1,13 @@
 """e3nn 0.6.0's ``e3nn.nn.models.v2103``: ``points_convolution``, ``gate_points_message_passing``,
-``gate_points_networks``, ``conv_points_in_out`` (import them explicitly, as in e3nn, or by attribute access).
-The voxel convolution is not provided."""
+``gate_points_networks``, ``conv_points_in_out``, ``voxel_convolution`` (import them explicitly, as in e3nn,
+or by attribute access)."""
 
 from .. import lazy_submodules
 
-_SUBMODULES = ("points_convolution", "gate_points_message_passing", "gate_points_networks", "conv_points_in_out")
+_SUBMODULES = (
+    "points_convolution", "gate_points_message_passing", "gate_points_networks", "conv_points_in_out",
+    "voxel_convolution",
+)  # fmt: skip
 
 __all__ = list(_SUBMODULES)
 

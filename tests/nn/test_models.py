@@ -375,6 +375,34 @@ def test_voxel_convolution_and_low_pass_filter_match_e3nn(version):
         ours_mod.LowPassFilter(1.0, stride=2)
 
 
+@pytest.mark.parametrize("version", ["v2103", "v2104"])
+def test_voxel_convolution_is_equivariant_on_the_grid(version):
+    # the symmetries of a cubic grid: a quarter turn about z and the inversion, acting on the voxels and
+    # on the channels (D of the irreps); float64 and float32
+    import importlib
+
+    conv_cls = importlib.import_module(f"fastso3.nn.models.{version}.voxel_convolution").Convolution
+    sizes = dict(size=5) if version == "v2103" else dict(diameter=4.5, num_radial_basis=3)
+    n = 6
+    centred = torch.arange(n, dtype=F64) - (n - 1) / 2
+    grid = torch.stack(torch.meshgrid(centred, centred, centred, indexing="ij"))  # (3, x, y, z) voxel centres
+    turned = torch.rot90(grid, 1, (1, 2))  # turned[:, v] = grid[:, source of voxel v]
+    source = torch.linalg.lstsq(grid.reshape(3, -1).T, turned.reshape(3, -1).T).solution.T  # source = S @ v
+    quarter_turn = source.T  # voxel content at p moves to R p, R = S^-1 = S^T
+    assert torch.allclose(quarter_turn @ quarter_turn.T, torch.eye(3, dtype=F64), atol=1e-12)
+    for dtype, tol in [(F64, 1e-12), (torch.float32, 1e-5)]:
+        with default_dtype(dtype):
+            conv = conv_cls("0e + 1o", "0e + 1o + 2e", SH2, **sizes)
+        x = torch.randn(2, 4, n, n, n, dtype=dtype)
+        for rotation, move in [(quarter_turn, lambda t: torch.rot90(t, 1, (2, 3))), (-torch.eye(3, dtype=F64),
+                                lambda t: t.flip(2, 3, 4))]:  # fmt: skip
+            d_in = conv.irreps_in.D_from_matrix(rotation).to(dtype)
+            d_out = conv.irreps_out.D_from_matrix(rotation).to(dtype)
+            moved_in = torch.einsum("ij,bjxyz->bixyz", d_in, move(x))
+            expected = torch.einsum("ij,bjxyz->bixyz", d_out, move(conv(x)))
+            assert_close(conv(moved_in), expected, tol=tol)
+
+
 def test_copy_and_state_dict_round_trip():
     # e3nn's own 2101/2102 tests: deepcopy and save/load give the same outputs
     import copy

@@ -104,3 +104,11 @@ def test_errors():
         tp(torch.randn(3))
     empty = o3.ReducedTensorProducts("ij=-ji", i="0e")  # no antisymmetric scalar pair (e3nn fails here)
     assert empty.irreps_out.dim == 0 and empty(torch.randn(4, 1), torch.randn(4, 1)).shape == (4, 0)
+
+
+@pytest.mark.compile
+def test_compiles_fullgraph(f64):
+    tp = o3.ReducedTensorProducts("ij=-ji", i="5x0e + 1e")
+    x = torch.randn(2, 4, 8)
+    compiled = torch.compile(tp, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(*x), tp(*x), atol=1e-14, rtol=0)

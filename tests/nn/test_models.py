@@ -182,6 +182,9 @@ def test_gate_points_network_matches_e3nn_on_a_batch(version):
     (theirs_grad,) = torch.autograd.grad(expected, pos, cotangent)
     assert_close(ours_grad, theirs_grad)
     pos.requires_grad_(False)
+    # structures interleaved (batch not sorted)
+    shuffled = dict(data, batch=batch[torch.randperm(14)])
+    assert_close(ours(shuffled), theirs(shuffled))
     # per node, without pooling
     theirs.reduce_output = ours.reduce_output = False
     assert_close(ours(data), theirs(data))

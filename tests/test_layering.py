@@ -12,7 +12,7 @@ import fastso3
 ROOT = Path(fastso3.__file__).parent
 RANK = {"core": 0, "kernels": 1, "o3": 2, "nn": 2, "so2": 2, "ops": 2, "graph": 2, "math": 2, "functional": 2,
         "irreps_tensor": 2, "so3": 2, "testing": 2, "util": 2, "io": 2, "jax": 2, "models": 3, "compat": 3, "data": 3, "calculator": 4,
-        "training": 4, "cli": 5, "__main__": 5, "__init__": 5}  # fmt: skip
+        "training": 4, "compat_e3nn": 3, "cli": 5, "as_e3nn": 5, "__main__": 5, "__init__": 5}  # fmt: skip
 
 
 def layer_of(relative: Path) -> str:
@@ -42,3 +42,15 @@ def test_lower_layers_never_import_higher_ones():
             if layer in RANK and RANK[layer] > own:
                 violations.append(f"{relative} imports {layer}")
     assert not violations, violations
+
+
+def test_jax_front_imports_neither_torch_nor_the_kernels():
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("jax")
+    code = ("import sys, fastso3.jax; bad = [m for m in ('torch', 'fastso3.kernels', 'fastso3.o3') if m in sys.modules]; "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"calculator", "compat", "core", "data", "functional", "graph", "io", "irreps_tensor", "kernels", "math", "models", "nn",
+_SUBMODULES = {"calculator", "compat", "core", "data", "functional", "graph", "io", "irreps_tensor", "jax", "kernels", "math", "models", "nn",
                "o3", "ops", "so2", "so3", "testing", "training", "util"}  # fmt: skip
 _FROM_O3 = {"Irrep", "Irreps", "spherical_harmonics", "SphericalHarmonics", "wigner_3j", "wigner_D"}
 _FROM_UTIL = {"get_optimization_defaults", "set_optimization_defaults"}  # e3nn's top-level switches

@@ -196,8 +196,8 @@ class IrrepsArray:
         (``x[..., "1o + 2e"]``), or a slice on entry boundaries (``x[..., 3:8]``)."""
         if not isinstance(index, tuple):
             index = (index,)
-        last_is_irreps = index[-1] is Ellipsis or len(index) == self.ndim
-        if last_is_irreps and len(index) >= 1 and isinstance(index[-1], (str, Irreps, Irrep)):
+        last_is_irreps = any(i is Ellipsis for i in index[:-1]) or len(index) == self.ndim
+        if last_is_irreps and isinstance(index[-1], (str, Irreps, Irrep)):
             return self._index_leading(index[:-1])._select_irreps(Irreps(index[-1]))
         if last_is_irreps and isinstance(index[-1], slice) and index[-1] != slice(None):
             return self._index_leading(index[:-1])._select_dims(index[-1])

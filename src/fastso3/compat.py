@@ -3,7 +3,8 @@
 * :func:`from_e3nn` turns an e3nn ``TensorProduct`` (or ``FullyConnectedTensorProduct``,
   ``FullTensorProduct``, ``ElementwiseTensorProduct``, ``TensorSquare``), ``Linear`` or ``Norm`` into
   the fastso3 module of the same kind, computing the same numbers;
-* :func:`to_e3nn` does the reverse (needs e3nn installed).
+* :func:`to_e3nn` does the reverse (needs e3nn installed);
+* :func:`alias_e3nn` makes ``import e3nn`` resolve to fastso3 (:mod:`fastso3.compat_e3nn`).
 
 The tensor-product twins reproduce the other library's stored path coefficients ``c`` exactly: the
 twin is built with ``irrep_normalization='none'``, ``path_normalization='none'`` and user path weight
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import torch
 
+from .compat_e3nn import alias_e3nn
 from .core.irreps import Irreps
 from .core.tensor_product import linear_plan, tensor_product_plan
 from .o3._linear import Linear
@@ -33,7 +35,7 @@ from .o3._tensor_product import (
     TensorSquare,
 )
 
-__all__ = ["E3nnNequIP", "from_e3nn", "from_mace", "mace_inputs", "to_e3nn", "to_mace"]
+__all__ = ["E3nnNequIP", "alias_e3nn", "from_e3nn", "from_mace", "mace_inputs", "to_e3nn", "to_mace"]
 
 _TP_CLASSES = ("TensorSquare", "FullTensorProduct", "ElementwiseTensorProduct", "FullyConnectedTensorProduct", "TensorProduct")
 _OURS = {

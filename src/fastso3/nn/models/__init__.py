@@ -22,7 +22,7 @@ _SUBMODULES = ("gate_points_2101", "gate_points_2102", "v2103", "v2104", "v2106"
 __all__ = list(_SUBMODULES)
 
 
-def lazy_submodules(package: str, submodules: tuple):
+def _lazy_submodules(package: str, submodules: tuple):
     """A module ``__getattr__`` that imports ``package.NAME`` on first access, for ``NAME`` in ``submodules``."""
 
     def __getattr__(name: str):
@@ -33,4 +33,4 @@ def lazy_submodules(package: str, submodules: tuple):
     return __getattr__
 
 
-__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__getattr__ = _lazy_submodules(__name__, _SUBMODULES)

@@ -161,7 +161,9 @@ class PointConvolution(torch.nn.Module):
         ``irreps_mid``. ``require_mid``: raise ValueError when ``irreps_mid`` is empty (v2106; e3nn asserts).
         """
         if isinstance(num_neighbors, bool) or not isinstance(num_neighbors, numbers.Real) or not num_neighbors > 0:
-            raise ValueError(f"num_neighbors must be a positive number (typical neighbour count), got {num_neighbors!r}")
+            raise ValueError(
+                f"num_neighbors must be a positive number (typical neighbour count), got {num_neighbors!r}"
+            )
         if self_connection:
             self.sc = FullyConnectedTensorProduct(irreps_in, irreps_node_attr, irreps_out)
         self.lin1 = FullyConnectedTensorProduct(irreps_in, irreps_node_attr, irreps_in)
@@ -217,24 +219,30 @@ class GatedMessagePassing(torch.nn.Module):
     """Shared body of e3nn's v2103 / v2106 ``MessagePassing``: ``Compose(Convolution, Gate)`` per hidden irreps,
     then a last ``Convolution``; ``forward`` runs them in turn on the node features (the graph fixed)."""
 
-    def _build_layers(self, irreps_node_sequence: Sequence[Irreps], convolution: type, fc_neurons, *, check_gates: bool) -> list:
+    def _build_layers(
+        self, irreps_node_sequence: Sequence[Irreps], convolution: type, fc_neurons: Sequence[int], *, check_gates: bool
+    ) -> list:
         """Create ``self.layers``; return the irreps of the node features between layers (input first)."""
         self.layers = torch.nn.ModuleList()
         irreps_node = irreps_node_sequence[0]
         sequence = [irreps_node]
         for irreps_node_hidden in irreps_node_sequence[1:-1]:
-            gate = gated_layer(irreps_node, self.irreps_edge_attr, irreps_node_hidden, simplify=True, check_gates=check_gates)
-            conv = convolution(
-                irreps_node, self.irreps_node_attr, self.irreps_edge_attr, gate.irreps_in, fc_neurons, self.num_neighbors
+            gate = gated_layer(
+                irreps_node, self.irreps_edge_attr, irreps_node_hidden, simplify=True, check_gates=check_gates
             )
+            conv = convolution(
+                irreps_node, self.irreps_node_attr, self.irreps_edge_attr, gate.irreps_in, fc_neurons,
+                self.num_neighbors,
+            )  # fmt: skip
             self.layers.append(Compose(conv, gate))
             irreps_node = gate.irreps_out
             sequence.append(irreps_node)
         irreps_node_output = irreps_node_sequence[-1]
         self.layers.append(
             convolution(
-                irreps_node, self.irreps_node_attr, self.irreps_edge_attr, irreps_node_output, fc_neurons, self.num_neighbors
-            )
+                irreps_node, self.irreps_node_attr, self.irreps_edge_attr, irreps_node_output, fc_neurons,
+                self.num_neighbors,
+            )  # fmt: skip
         )
         sequence.append(irreps_node_output)
         return sequence

@@ -113,7 +113,8 @@ class LowPassFilter(torch.nn.Module):
 
 
 def step_lattice(radius: float, steps: Sequence[float]) -> torch.Tensor:
-    """``(nx, ny, nz, 3)`` lattice points ``k * steps[i]``, ``|k| <= floor(radius / steps[i])`` (torch's default dtype)."""
+    """``(nx, ny, nz, 3)`` lattice points ``k * steps[i]`` with ``|k| <= floor(radius / steps[i])`` along axis ``i``
+    (torch's default dtype)."""
     axes = []
     for step in steps:
         s = math.floor(radius / step)

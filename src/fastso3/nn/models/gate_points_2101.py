@@ -15,7 +15,9 @@ import torch
 from ...core.irreps import Irreps
 from ...math import soft_one_hot_linspace
 from ...o3 import SphericalHarmonics
-from ._common import Compose, PointConvolution, data_batch, gated_layer, num_graphs, radius_graph, scatter, tp_path_exists
+from ._common import (
+    Compose, PointConvolution, data_batch, gated_layer, num_graphs, radius_graph, scatter, tp_path_exists,
+)  # fmt: skip
 
 __all__ = ["Compose", "Convolution", "Network", "radius_graph", "scatter", "smooth_cutoff", "tp_path_exists"]
 
@@ -82,7 +84,8 @@ class Convolution(PointConvolution):
         edge_length_embedded: torch.Tensor,
     ) -> torch.Tensor:
         s = self.sc(node_input, node_attr)
-        x = self._messages(node_input, node_attr, edge_src, edge_dst, edge_attr, edge_length_embedded, node_input.shape[0])
+        num_nodes = node_input.shape[0]
+        x = self._messages(node_input, node_attr, edge_src, edge_dst, edge_attr, edge_length_embedded, num_nodes)
         return self._c_s * s + self._c_x * self.lin2(x, node_attr)
 
 

@@ -2,7 +2,7 @@
 ``gate_points_networks``, ``conv_points_in_out``, ``voxel_convolution`` (import them explicitly, as in e3nn,
 or by attribute access)."""
 
-from .. import lazy_submodules
+from .. import _lazy_submodules
 
 _SUBMODULES = (
     "points_convolution", "gate_points_message_passing", "gate_points_networks", "conv_points_in_out",
@@ -11,4 +11,4 @@ _SUBMODULES = (
 
 __all__ = list(_SUBMODULES)
 
-__getattr__ = lazy_submodules(__name__, _SUBMODULES)
+__getattr__ = _lazy_submodules(__name__, _SUBMODULES)

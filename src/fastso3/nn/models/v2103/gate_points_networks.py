@@ -91,7 +91,8 @@ class SimpleNetwork(PointsNetwork):
         return graph.radius_graph(pos, self.max_radius, batch)
 
     def preprocess(self, data: Dict[str, torch.Tensor]):
-        """``(batch, x, edge_src, edge_dst, edge_vec)`` of ``data``; ``edge_vec = pos[src] - pos[dst]`` (e3nn's sign)."""
+        """``(batch, x, edge_src, edge_dst, edge_vec)`` of ``data``, ``edge_vec = pos[src] - pos[dst]`` (e3nn's
+        sign)."""
         pos = data["pos"]
         batch = data_batch(data, pos)
         edge_src, edge_dst = self._radius_graph(pos, batch)

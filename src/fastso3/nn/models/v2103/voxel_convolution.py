@@ -32,7 +32,9 @@ class Convolution(VoxelConvolution):
         **kwargs: passed to ``torch.nn.functional.conv3d`` (``padding`` defaults to ``size // 2``).
     """
 
-    def __init__(self, irreps_in: Any, irreps_out: Any, irreps_sh: Any, size: int, steps=(1, 1, 1), **kwargs: Any) -> None:
+    def __init__(
+        self, irreps_in: Any, irreps_out: Any, irreps_sh: Any, size: int, steps=(1, 1, 1), **kwargs: Any
+    ) -> None:
         super().__init__()
         self.size = size
         self.num_rbfs = self.size

@@ -79,8 +79,12 @@ def e3nn_v2103(monkeypatch):
 
     for name, module in _stand_in_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
+    before = set(sys.modules)
     names = ("gate_points_message_passing", "gate_points_networks", "conv_points_in_out")
-    return tuple(importlib.import_module(f"e3nn.nn.models.v2103.{name}") for name in names)
+    yield tuple(importlib.import_module(f"e3nn.nn.models.v2103.{name}") for name in names)
+    # forget the e3nn modules bound to the stand-ins, so that later imports see the real environment
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
 
 
 def build_both(theirs_cls, ours_cls, *args, **kwargs):

@@ -426,6 +426,17 @@ def test_copy_and_state_dict_round_trip():
     assert torch.equal(fresh(data), net(data))
 
 
+def test_convolutions_carry_e3nns_compile_mode():
+    # e3nn marks its convolutions for TorchScript; fastso3 keeps the mark, and its compile() refuses them
+    from fastso3.util.jit import compile as jit_compile
+    from fastso3.util.jit import get_compile_mode
+
+    for conv in (f2101.Convolution, f2102.Convolution, f2106_conv.Convolution, f2103_in_out.Convolution):
+        assert get_compile_mode(conv) == "script"
+    with pytest.raises(NotImplementedError):
+        jit_compile(f2106_conv.Convolution("0e + 1o", "0e", "0e + 1o", "0e + 1o", [2], 3.0))
+
+
 def test_models_reachable_from_fastso3_nn():
     import fastso3.nn
 

@@ -15,6 +15,7 @@ import torch
 from ...core.irreps import Irreps
 from ...math import soft_one_hot_linspace
 from ...o3 import SphericalHarmonics
+from ...util.jit import compile_mode
 from ._common import (
     Compose, PointConvolution, data_batch, gated_layer, num_graphs, radius_graph, scatter, tp_path_exists,
 )  # fmt: skip
@@ -22,6 +23,7 @@ from ._common import (
 __all__ = ["Compose", "Convolution", "Network", "radius_graph", "scatter", "smooth_cutoff", "tp_path_exists"]
 
 
+@compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
 class Convolution(PointConvolution):
     r"""Equivariant convolution: ``sin(pi/8) sc(x, z) + cos(pi/8) lin2(sum_neighbours tp(lin1(x, z), Y, fc(h)))``.
 

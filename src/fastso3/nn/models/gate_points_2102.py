@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import torch
 
+from ...util.jit import compile_mode
 from .._extract import ExtractIr
 from . import gate_points_2101
 from ._common import Compose, radius_graph, scatter, tp_path_exists
@@ -19,6 +20,7 @@ from .gate_points_2101 import smooth_cutoff
 __all__ = ["Compose", "Convolution", "Network", "radius_graph", "scatter", "smooth_cutoff", "tp_path_exists"]
 
 
+@compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
 class Convolution(gate_points_2101.Convolution):
     r"""The convolution of :class:`fastso3.nn.models.gate_points_2101.Convolution`, its radial network fed with
     ``number_of_edge_features`` scalars per edge.

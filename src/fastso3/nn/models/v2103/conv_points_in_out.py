@@ -12,11 +12,13 @@ from typing import Any, Optional
 import torch
 
 from ....core.irreps import Irreps
+from ....util.jit import compile_mode
 from .._common import PointConvolution
 
 __all__ = ["Convolution"]
 
 
+@compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
 class Convolution(PointConvolution):
     r"""Equivariant convolution from ``N_in`` input nodes to ``N_out`` output nodes (no self connection):
     ``out = lin2(sum_{edges to the output node} tp(lin1(x, z_in)[src], edge_attr, fc(edge_scalar_attr))

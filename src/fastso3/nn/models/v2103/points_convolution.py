@@ -12,11 +12,13 @@ import torch
 
 from ....core.irreps import Irreps
 from ....o3 import FullyConnectedTensorProduct
+from ....util.jit import compile_mode
 from .._common import PointConvolution
 
 __all__ = ["Convolution"]
 
 
+@compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
 class Convolution(PointConvolution):
     r"""Equivariant convolution mixing a self connection and a neighbour sum by a learned angle.
 

@@ -13,11 +13,13 @@ import torch
 
 from ....core.irreps import Irreps
 from ....o3 import FullyConnectedTensorProduct
+from ....util.jit import compile_mode
 from .._common import PointConvolution, scatter
 
 __all__ = ["Convolution", "scatter"]
 
 
+@compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
 class Convolution(PointConvolution):
     r"""Equivariant convolution: ``out = sc(x, z) + alpha(m, z) lin2(m, z)``.
 

@@ -63,26 +63,30 @@ def test_float32_follows_float64():
 
 
 def test_equivariance_rotation_and_inversion():
-    R = -f.rand_matrix(jax.random.PRNGKey(0), (), jnp.float64)  # a rotation times the inversion
     tp, _, ws = _fctp()
-    D1, D2, Do = (f.Irreps(i).D_from_matrix(R) for i in (IRREPS1, IRREPS2, IRREPS_OUT))
     gate_irreps = "3x0e + 0o + 1o + 1e"
-    Dgi = f.Irreps(gate_irreps).D_from_matrix(R)
+    gate_out, sh_irreps = "2x0e + 1o + 1o", "0e + 1o + 2e + 3o"  # gate output: a 0o gate turns 1e into 1o
+
+    @jax.jit
+    def matrices(key):
+        R = -f.rand_matrix(key, (), jnp.float64)  # a rotation times the inversion
+        return [f.Irreps(i).D_from_matrix(R) for i in (IRREPS1, IRREPS2, IRREPS_OUT, gate_irreps, gate_out, sh_irreps)]
+
+    D1, D2, Do, Dgi, Dg, Dy = matrices(jax.random.PRNGKey(0))
     x1, x2, xg = _random(3, (5, 8)), _random(4, (5, 4)), _random(5, (5, 10))
 
     @jax.jit
     def both(a, b, c):
         z = jax.vmap(tp.left_right, (None, 0, 0))(ws, f.IrrepsArray(IRREPS1, a), f.IrrepsArray(IRREPS2, b)).array
         g = f.gate(f.IrrepsArray(gate_irreps, c)).array
-        y = f.spherical_harmonics("0e + 1o + 2e + 3o", b[:, 1:], True).array
+        y = f.spherical_harmonics(sh_irreps, b[:, 1:], True).array
         return z, g, y
 
     z, g, y = both(x1, x2, xg)
     zr, gr, yr = both(x1 @ D1.T, x2 @ D2.T, xg @ Dgi.T)
     np.testing.assert_allclose(zr, z @ Do.T, atol=1e-10)
-    Dg = f.Irreps("2x0e + 1o + 1o").D_from_matrix(R)  # gate output: extra scalars, then gated (a 0o gate flips 1e)
     np.testing.assert_allclose(gr, g @ Dg.T, atol=1e-10)
-    np.testing.assert_allclose(yr, y @ f.Irreps("0e + 1o + 2e + 3o").D_from_matrix(R).T, atol=1e-10)
+    np.testing.assert_allclose(yr, y @ Dy.T, atol=1e-10)
 
 
 def test_zero_chunks_skip_their_paths():

@@ -1,7 +1,7 @@
 """Spherical harmonics in jax from the recursion tables of :func:`fastso3.core.sh.sh_plan`.
 
-``Y^0 = 1``, ``Y^l = a_l C^{(l, l-1, 1)} Y^{l-1} x`` (the plan's ``recursion_blocks``), then the plan's
-normalisation scale; the same tables the torch front's kernels evaluate. Derivatives of every order come
+``Y^0 = 1``, ``Y^l = a_l C^{(l, l-1, 1)} Y^{l-1} x`` evaluated from the plan's sparse forward table, then the
+plan's normalisation scale; the same tables the torch front's kernels evaluate. Derivatives of every order come
 from jax autodiff of these polynomials. Signature and defaults of e3nn-jax 0.21.0
 (``e3nn_jax/_src/spherical_harmonics/__init__.py``): ``normalization`` defaults to ``'component'``
 (e3nn torch: 'integral'), ``normalize=True`` maps a zero vector to ``Y^0`` and zeros.
@@ -72,14 +72,27 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
         r2 = jnp.sum(x**2, axis=-1, keepdims=True)
         x = x / jnp.sqrt(jnp.where(r2 == 0.0, 1.0, r2))
     plan = sh_plan(irreps.lmax, normalization)
-    ys = [jnp.ones(x.shape[:-1] + (1,), x.dtype)]
-    for block in plan.recursion_blocks:  # a_l C^{(l, l-1, 1)}: (2l+1, 2l-1, 3)
-        ys.append(jnp.einsum("kji,...j,...i->...k", jnp.asarray(block, x.dtype), ys[-1], x))
+    components = _recursion(plan, x)
     chunks = []
     for mul, ir in irreps:
-        y = ys[ir.l] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
+        y = jnp.stack(components[ir.l**2 : (ir.l + 1) ** 2], axis=-1) * jnp.asarray(plan.scale[ir.l**2], x.dtype)
         chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
     return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
+
+
+def _recursion(plan, x: jax.Array) -> list:
+    """The unnormalised 'component' values, one ``(...)`` array per component, from the plan's sparse table:
+    ``out[fwd_out] += fwd_coef * out[fwd_in] * x[fwd_dim]`` (entries sorted by output, lower degrees first).
+
+    Elementwise products of single components, which XLA fuses into one loop; a dense CG contraction
+    per degree would multiply mostly zeros.
+    """
+    xs = [x[..., i] for i in range(3)]
+    components: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * (plan.size - 1)
+    for out, inp, dim, coef in zip(plan.fwd_out.tolist(), plan.fwd_in.tolist(), plan.fwd_dim.tolist(), plan.fwd_coef.tolist()):
+        term = coef * components[inp] * xs[dim]
+        components[out] = term if components[out] is None else components[out] + term
+    return components
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,

@@ -61,8 +61,9 @@ def _sh_factory(provider: str, lmax: int, points: np.ndarray, with_grad: bool):
         x = jnp.asarray(points)
         if not with_grad:
             return _blocking(jax.jit(lambda v: lib.spherical_harmonics(irreps, v, True).array), x)
+        # The cotangent is an argument: a closed-over constant would let XLA fold part of the backward pass.
         g = jnp.asarray(np.random.default_rng(1).standard_normal((len(points), (lmax + 1) ** 2)).astype(np.float32))
-        return _blocking(jax.jit(jax.value_and_grad(lambda v: jnp.sum(lib.spherical_harmonics(irreps, v, True).array * g))), x)
+        return _blocking(jax.jit(jax.value_and_grad(lambda v, g: jnp.sum(lib.spherical_harmonics(irreps, v, True).array * g))), x, g)
 
     return factory
 

@@ -145,3 +145,18 @@ def test_irreps_array_container():
         x[..., 1:4]
     with pytest.raises(ValueError, match="weights"):
         _fctp()[0].left_right([jnp.ones(3)], jnp.ones(8), jnp.ones(4))
+
+
+def test_linear_layer_init_apply():
+    x = f.IrrepsArray("2x0e + 1o + 0e", jnp.asarray(np.arange(6.0)))
+    layer = f.Linear("3x0e + 2x1o + 2e", biases=True)
+    params = layer.init(jax.random.PRNGKey(0), x)
+    names = ["w[0,0] 3x0e,3x0e", "w[1,1] 1x1o,2x1o", "b[0] 3x0e"]  # e3nn-jax's flax parameter names
+    assert sorted(params["params"]) == sorted(names)
+    out = jax.jit(layer.apply)(params, x)
+    assert str(out.irreps) == "3x0e+2x1o"  # the input is regrouped; 2e is unreachable from it and dropped
+    ref = jax.jit(e3nn.FunctionalLinear("3x0e + 1o", "3x0e + 2x1o", biases=True))(
+        [params["params"][n] for n in names], e3nn.IrrepsArray("3x0e + 1o", x.array[jnp.array([0, 1, 5, 2, 3, 4])]))
+    np.testing.assert_allclose(out.array, ref.array, atol=1e-12)
+    with pytest.raises(ValueError, match="params lack"):
+        layer.apply({"params": {}}, x)

@@ -1,14 +1,17 @@
 """Spherical harmonics in jax from the recursion tables of :func:`fastso3.core.sh.sh_plan`.
 
 ``Y^0 = 1``, ``Y^l = a_l C^{(l, l-1, 1)} Y^{l-1} x`` evaluated from the plan's sparse forward table, then the
-plan's normalisation scale; the same tables the torch front's kernels evaluate. Derivatives of every order come
-from jax autodiff of these polynomials. Signature and defaults of e3nn-jax 0.21.0
+plan's normalisation scale; the same tables the torch front's kernels evaluate. The derivative is a
+``custom_jvp`` on the same table (Euler's identity for homogeneous polynomials), valid to every order.
+Signature and defaults of e3nn-jax 0.21.0
 (``e3nn_jax/_src/spherical_harmonics/__init__.py``): ``normalization`` defaults to ``'component'``
 (e3nn torch: 'integral'), ``normalize=True`` maps a zero vector to ``Y^0`` and zeros.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -72,27 +75,44 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
         r2 = jnp.sum(x**2, axis=-1, keepdims=True)
         x = x / jnp.sqrt(jnp.where(r2 == 0.0, 1.0, r2))
     plan = sh_plan(irreps.lmax, normalization)
-    components = _recursion(plan, x)
+    components = _components(irreps.lmax, x)
     chunks = []
     for mul, ir in irreps:
-        y = jnp.stack(components[ir.l**2 : (ir.l + 1) ** 2], axis=-1) * jnp.asarray(plan.scale[ir.l**2], x.dtype)
+        y = components[..., ir.l**2 : (ir.l + 1) ** 2] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
         chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
     return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
 
 
-def _recursion(plan, x: jax.Array) -> list:
-    """The unnormalised 'component' values, one ``(...)`` array per component, from the plan's sparse table:
-    ``out[fwd_out] += fwd_coef * out[fwd_in] * x[fwd_dim]`` (entries sorted by output, lower degrees first).
+def _accumulate(lmax: int, factors: list, xs: list, scale_by_degree: bool, out: list) -> list:
+    """``out[fwd_out] += c * factors[fwd_in] * xs[fwd_dim]`` over the plan's sparse forward table, with
+    ``c = fwd_coef`` (times the degree of the output when ``scale_by_degree``); ``None`` entries of ``out`` are
+    zeros. Single-component products, which XLA fuses into one loop (a dense CG contraction per degree would
+    multiply mostly zeros). The entries are sorted by output, so ``factors`` may be ``out`` itself (the
+    recursion: a degree only reads finished lower degrees)."""
+    plan = sh_plan(lmax, "component")
+    for o, i, d, c in zip(plan.fwd_out.tolist(), plan.fwd_in.tolist(), plan.fwd_dim.tolist(), plan.fwd_coef.tolist()):
+        term = (math.isqrt(o) * c if scale_by_degree else c) * factors[i] * xs[d]
+        out[o] = term if out[o] is None else out[o] + term
+    return out
 
-    Elementwise products of single components, which XLA fuses into one loop; a dense CG contraction
-    per degree would multiply mostly zeros.
-    """
-    xs = [x[..., i] for i in range(3)]
-    components: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * (plan.size - 1)
-    for out, inp, dim, coef in zip(plan.fwd_out.tolist(), plan.fwd_in.tolist(), plan.fwd_dim.tolist(), plan.fwd_coef.tolist()):
-        term = coef * components[inp] * xs[dim]
-        components[out] = term if components[out] is None else components[out] + term
-    return components
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _components(lmax: int, x: jax.Array) -> jax.Array:
+    """Unnormalised 'component' values ``(..., (lmax+1)^2)``: ``Y^0 = 1``, then the recursion."""
+    comps: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * ((lmax + 1) ** 2 - 1)
+    return jnp.stack(_accumulate(lmax, comps, [x[..., i] for i in range(3)], False, comps), axis=-1)
+
+
+@_components.defjvp
+def _components_jvp(lmax: int, primals: tuple, tangents: tuple) -> tuple:
+    # Y^l is homogeneous of degree l, so dY^l_k/dx_i = l a_l sum_j C[k, j, i] Y^{l-1}_j (fastso3.core.sh):
+    # the same table as the forward pass, on the primal values; linear in the tangent, so jax transposes it
+    # for reverse mode, and higher derivatives differentiate this rule again.
+    (x,), (x_dot,) = primals, tangents
+    y = _components(lmax, x)
+    comps = [y[..., i] for i in range(y.shape[-1])]
+    tangent = _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, [jnp.zeros(x.shape[:-1], x.dtype)] + [None] * (len(comps) - 1))
+    return y, jnp.stack(tangent, axis=-1)
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,

@@ -63,7 +63,7 @@ def test_e3nn_names_are_the_fastso3_modules_and_missing_names_fail_loudly(tmp_pa
 def test_refuses_once_the_real_e3nn_is_imported(tmp_path):
     out = run_code(
         """
-        import e3nn.o3
+        import e3nn
         from fastso3.compat import alias_e3nn
         from fastso3.compat_e3nn import E3nnAlreadyImported
         try:
@@ -79,8 +79,8 @@ def test_refuses_once_the_real_e3nn_is_imported(tmp_path):
 
 def test_as_e3nn_runs_a_script_and_a_module_with_their_arguments(tmp_path):
     program = """
-        import sys, e3nn.o3, fastso3.o3
-        assert e3nn.o3 is fastso3.o3
+        import sys, e3nn  # (not e3nn.o3: no torch import, to keep these three runs short)
+        assert e3nn.__doc__.startswith("fastso3's stand-in")
         print(__name__, sys.argv, sys.path[0])
         sys.exit(3)
         """

@@ -14,6 +14,7 @@ test (it never skips).
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -51,9 +52,14 @@ def e3nn_tests() -> Path:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if done.returncode != 0 or not sdist.exists():
             pytest.fail(f"could not download e3nn {VERSION}'s source distribution ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    partial = root / "partial"  # unpacked there, then renamed: an interrupted run leaves no half suite
+    shutil.rmtree(partial, ignore_errors=True)
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if m.name.startswith(f"e3nn-{VERSION}/tests/")]
-        tar.extractall(root, members=members, filter="data")
+        tar.extractall(partial, members=members, filter="data")
+    shutil.rmtree(unpacked, ignore_errors=True)
+    (partial / f"e3nn-{VERSION}").rename(unpacked)
+    shutil.rmtree(partial)
     return unpacked
 
 

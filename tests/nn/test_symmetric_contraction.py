@@ -1,5 +1,6 @@
-"""SymmetricContraction: MACE's U tensors and numbers, the factorised path against its dense twin, equivariance,
-derivatives of every order, compile, and input errors."""
+"""SymmetricContraction: MACE's U tensors and numbers, the fused CPU kernel and the factorised path against the
+dense twin, equivariance, derivatives of every order, opcheck, thread-count independence, compile, input errors.
+(The Triton kernels: tests/kernels/test_triton_symmetric_contraction.py.)"""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch
 from fastso3 import o3
 from fastso3.core.symmetric_contraction import symmetric_contraction_plan, u_matrix
 from fastso3.kernels import registry
+from fastso3.kernels import symmetric_contraction as symmetric_contraction_kernels
 from fastso3.nn import SymmetricContraction
 
 IRREPS_IN = "4x0e+4x1o+4x2e"
@@ -18,13 +20,14 @@ def _inputs(module, n=5, dtype=torch.float64):
     return x, species
 
 
+@pytest.mark.parametrize("backend", ["cpu", "factorized"])
 @pytest.mark.parametrize("irreps_out, correlation", [("4x0e", 1), ("4x0e+4x1o", 2), ("4x0e+4x1o+4x2e", 3),
                                                      ("4x0o+4x1e", 3)])  # fmt: skip
-def test_factorized_matches_dense_twin(f64, irreps_out, correlation):
-    module = SymmetricContraction(IRREPS_IN, irreps_out, correlation, num_elements=3)
+def test_fast_paths_match_dense_twin(f64, irreps_out, correlation, backend):
+    module = SymmetricContraction(IRREPS_IN, irreps_out, correlation, num_elements=3, backend=backend)
     x, species = _inputs(module)
     fast = module(x, species)
-    assert registry.last_backend("symmetric_contraction") == "factorized"
+    assert registry.last_backend("symmetric_contraction") == backend
     module.backend = "reference"
     dense = module(x, species)
     assert fast.shape == (5, module.irreps_out.dim)
@@ -47,16 +50,64 @@ def test_equivariant_under_rotation_and_inversion(f64, irreps_out):
     torch.testing.assert_close(module(x @ d_in.T, species), module(x, species) @ d_out.T, rtol=1e-10, atol=1e-10)
 
 
-def test_double_derivatives_match_the_twin(f64):
-    module = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 3, num_elements=2)
-    x, species = _inputs(module, n=3)
+def test_default_backend_is_the_fused_cpu_kernel():
+    module = SymmetricContraction("2x0e+2x1o", "2x0e", 2, num_elements=2)
+    module(*_inputs(module, dtype=torch.float32))
+    assert registry.last_backend("symmetric_contraction") == "cpu"
+
+
+@pytest.mark.parametrize("correlation", [1, 2, 3])
+def test_derivatives_of_every_order(f64, correlation):
+    # the fused op's first and second derivatives, and at correlation 3 its third (its double backward's
+    # derivative) and the composed backends' first ones
+    module = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", correlation, num_elements=2)
+    x, species = _inputs(module, n=2)
     x.requires_grad_(True)
     weights = module._weights()
+    torch.autograd.gradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
+    torch.autograd.gradgradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
+    if correlation < 3:
+        return
+
+    def force_like(x):  # d/dx of a scalar, as forces are; its second derivative is the output's third
+        return torch.autograd.grad(module(x, species).square().sum(), x, create_graph=True)[0]
+
+    torch.autograd.gradgradcheck(force_like, (x,))
     for backend in ("factorized", "reference"):
         module.backend = backend
         torch.autograd.gradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
-    module.backend = "factorized"
-    torch.autograd.gradgradcheck(lambda x, *w: module.forward(x, species), (x, *weights))
+
+
+def test_ops_pass_opcheck(f64):
+    module = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 3, num_elements=2)
+    d, r, s = symmetric_contraction_kernels._sizes(module._plan)
+    x, w, g = torch.randn(3, d, 2), torch.randn(3, r, 2), torch.randn(3, s, 2)
+    for backend in ("cpu", "factorized"):
+        torch.library.opcheck(symmetric_contraction_kernels.symmetric_contraction_op,
+                              (x.requires_grad_(), w.requires_grad_(), module._plan, backend))  # fmt: skip
+    for need in ((True, True), (False, True)):
+        torch.library.opcheck(symmetric_contraction_kernels.symmetric_contraction_backward_op,
+                              (g, x, w, module._plan, "cpu", *need))  # fmt: skip
+
+
+def test_fused_kernel_is_bitwise_independent_of_the_thread_count():
+    # (the kernel's property; the weights' einsum around it is BLAS's business)
+    module = SymmetricContraction("40x0e+40x1o+40x2e", "40x0e+40x1o", 3, num_elements=2)
+    d, r, s = symmetric_contraction_kernels._sizes(module._plan)
+    x, w, g = torch.randn(7, d, 40), torch.randn(7, r, 40), torch.randn(7, s, 40)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            out = symmetric_contraction_kernels.symmetric_contraction_op(x, w, module._plan, "cpu")
+            grads = symmetric_contraction_kernels.symmetric_contraction_backward_op(g, x, w, module._plan, "cpu",
+                                                                                    True, True)  # fmt: skip
+            results.append((out, *grads))
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
 
 
 def test_u_matrix_shapes_and_plan_blocks():
@@ -108,7 +159,7 @@ def test_bad_inputs_raise_clear_errors():
         module(x.double(), species)
     with pytest.raises(TypeError, match="int64"):
         module(x, species.int())
-    module.backend = "cpu"
+    module.backend = "gpu"
     with pytest.raises(registry.BackendUnavailable, match="does not exist"):
         module(x, species)
     with pytest.raises(ValueError, match="one multiplicity"):

@@ -30,7 +30,7 @@ import numpy as np
 from .cg import wigner_3j
 from .irreps import Irrep, Irreps
 
-__all__ = ["MAX_CORRELATION", "SymmetricContractionPlan", "symmetric_contraction_plan", "u_matrix"]
+__all__ = ["MAX_CORRELATION", "SymmetricContractionPlan", "sparse_projection", "symmetric_contraction_plan", "u_matrix"]
 
 MAX_CORRELATION = 3
 _RANK_TOL = 1e-12
@@ -175,3 +175,13 @@ def symmetric_contraction_plan(irreps_in, irreps_out, correlation: int,
         column_rank=np.asarray(ranks, dtype=np.int64), column_output=np.asarray(targets, dtype=np.int64),
         weight_factors=tuple(factors), blocks=tuple(blocks), u_matrices=tuple(us), output_dims=tuple(ir.dim for ir in outputs), rank=rank,
     )  # fmt: skip
+
+
+def sparse_projection(plan: SymmetricContractionPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The projection ``P (Q, C)`` in CSR by monomial: ``(ptr (Q+1,) int64, column (nnz,) int64, value (nnz,)
+    float64)``; monomial ``q``'s entries are ``ptr[q]:ptr[q+1]`` (13% of ``P`` for 0e+1o over 0e+1o+2e+3o at
+    correlation 3), in increasing column order."""
+    rows, columns = np.nonzero(plan.projection)
+    ptr = np.zeros(plan.projection.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=plan.projection.shape[0]), out=ptr[1:])
+    return ptr, columns.astype(np.int64), plan.projection[rows, columns]

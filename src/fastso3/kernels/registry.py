@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 BACKENDS = ("reference", "cpu", "triton")
-TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product", "tensor_product_conv", "uvw_tensor_product")
+TRITON_OPS = ("sparse_accumulate", "channelwise_tensor_product", "tensor_product_conv", "uvw_tensor_product",
+              "symmetric_contraction")
 _CPU_DTYPES = (torch.float32, torch.float64)
 # Half precisions are read and written as such but accumulated in float32.
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -6,7 +6,8 @@ import torch
 
 from ..core.irreps import Irreps
 from ..core.symmetric_contraction import symmetric_contraction_plan
-from ..kernels.symmetric_contraction import SymmetricContractionTables, symmetric_contraction
+from ..kernels.symmetric_contraction import (SymmetricContractionTables, register_symmetric_contraction_plan,
+                                             symmetric_contraction)
 
 __all__ = ["SymmetricContraction"]
 
@@ -32,12 +33,14 @@ class SymmetricContraction(torch.nn.Module):
         correlation: the body order minus one, 1 to 3.
         num_elements: rows of the per-element weights.
         u_matrices: optional ``{(output index, nu): U}`` replacing fastso3's U (a converted MACE model's buffers).
-        backend: ``"factorized"`` (default) or ``"reference"`` (see ``fastso3.kernels.symmetric_contraction``).
+        backend: ``None`` (the fused kernel of the device: ``"cpu"`` or ``"triton"``), ``"factorized"`` (torch
+            ops) or ``"reference"`` (the dense twin); see ``fastso3.kernels.symmetric_contraction``.
 
     Forward: ``x (N, C, D)`` in MACE's ``reshape_irreps`` layout (float, the module's dtype) and ``species (N,)``
     int64 in ``[0, num_elements)``; returns ``(N, irreps_out.dim)`` in the e3nn layout. Weights are initialised
     and laid out as MACE's (``contractions[o].weights_max``, ``contractions[o].weights[j]``), so MACE's
-    parameters load by name. Float tables are non-persistent buffers: they follow ``.to(dtype)``.
+    parameters load by name. The factors and U are non-persistent buffers (they follow ``.to(dtype)``); the
+    plan's other tables are registered once and fetched per device and dtype by the kernels.
     """
 
     def __init__(self, irreps_in, irreps_out, correlation: int, num_elements: int,
@@ -61,12 +64,7 @@ class SymmetricContraction(torch.nn.Module):
         self.contractions = torch.nn.ModuleList(
             _Contraction(sizes[o], num_elements, self.channels) for o in range(len(plan.output_dims))
         )
-        column_sum = torch.zeros(len(plan.column_output), sum(plan.output_dims), dtype=dtype)
-        column_sum[torch.arange(len(plan.column_output)), torch.as_tensor(plan.column_output)] = 1.0
-        self.register_buffer("monomial_index", torch.as_tensor(plan.monomial_index), persistent=False)
-        self.register_buffer("projection", torch.as_tensor(plan.projection, dtype=dtype), persistent=False)
-        self.register_buffer("column_rank", torch.as_tensor(plan.column_rank), persistent=False)
-        self.register_buffer("column_sum", column_sum, persistent=False)
+        self._plan = register_symmetric_contraction_plan(plan)
         for b, ((_, factor), u) in enumerate(zip(plan.weight_factors, plan.u_matrices)):
             self.register_buffer(f"factor_{b}", torch.as_tensor(factor, dtype=dtype), persistent=False)
             self.register_buffer(f"u_{b}", torch.as_tensor(u, dtype=dtype), persistent=False)
@@ -77,8 +75,7 @@ class SymmetricContraction(torch.nn.Module):
     def tables(self) -> SymmetricContractionTables:
         count = len(self._blocks)
         return SymmetricContractionTables(
-            self.monomial_index, self.projection, self.column_rank, self.column_sum,
-            [getattr(self, f"factor_{b}") for b in range(count)], [getattr(self, f"u_{b}") for b in range(count)],
+            self._plan, [getattr(self, f"factor_{b}") for b in range(count)], [getattr(self, f"u_{b}") for b in range(count)],
             self._blocks, self._output_dims,
         )  # fmt: skip
 

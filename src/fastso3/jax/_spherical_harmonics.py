@@ -78,7 +78,7 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
     components = _components(irreps.lmax, x)
     chunks = []
     for mul, ir in irreps:
-        y = components[..., ir.l**2 : (ir.l + 1) ** 2] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
+        y = components[ir.l] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
         chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
     return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
 
@@ -96,11 +96,16 @@ def _accumulate(lmax: int, factors: list, xs: list, scale_by_degree: bool, out: 
     return out
 
 
+def _by_degree(lmax: int, comps: list) -> tuple:
+    """One ``(..., 2l+1)`` array per degree (stacked once, right where the output chunks are made)."""
+    return tuple(jnp.stack(comps[l * l : (l + 1) ** 2], axis=-1) for l in range(lmax + 1))
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _components(lmax: int, x: jax.Array) -> jax.Array:
-    """Unnormalised 'component' values ``(..., (lmax+1)^2)``: ``Y^0 = 1``, then the recursion."""
+def _components(lmax: int, x: jax.Array) -> tuple:
+    """Unnormalised 'component' values, one ``(..., 2l+1)`` array per degree: ``Y^0 = 1``, then the recursion."""
     comps: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * ((lmax + 1) ** 2 - 1)
-    return jnp.stack(_accumulate(lmax, comps, [x[..., i] for i in range(3)], False, comps), axis=-1)
+    return _by_degree(lmax, _accumulate(lmax, comps, [x[..., i] for i in range(3)], False, comps))
 
 
 @_components.defjvp
@@ -110,9 +115,9 @@ def _components_jvp(lmax: int, primals: tuple, tangents: tuple) -> tuple:
     # for reverse mode, and higher derivatives differentiate this rule again.
     (x,), (x_dot,) = primals, tangents
     y = _components(lmax, x)
-    comps = [y[..., i] for i in range(y.shape[-1])]
-    tangent = _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, [jnp.zeros(x.shape[:-1], x.dtype)] + [None] * (len(comps) - 1))
-    return y, jnp.stack(tangent, axis=-1)
+    comps = [degree[..., m] for degree in y for m in range(degree.shape[-1])]
+    zero = [jnp.zeros(x.shape[:-1], x.dtype)] + [None] * (len(comps) - 1)
+    return y, _by_degree(lmax, _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, zero))
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,

@@ -4,7 +4,6 @@ weight patterns under jit(vmap(...)), and Irreps.D_from_* for both fronts."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import torch
 
 import fastso3.jax as f

@@ -16,8 +16,7 @@ the weight initialisation (``weight_std = c^(1-g)``); ``g = 1`` gives e3nn torch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from math import prod
+from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Union
 
 import jax
@@ -54,7 +53,6 @@ _EINSUM = {
     ("uuu", True): "u,ijk,...ui,...uj->...uk",
     ("uuu", False): "ijk,...ui,...uj->...uk",
     ("uvuv", True): "uv,ijk,...ui,...vj->...uvk",
-    ("uvuv", False): "ijk,...ui,...vj->...uvk",
     ("uvu<v", True): "w,ijk,...wij->...wk",
     ("uvu<v", False): "ijk,...wij->...wk",
     ("u<vw", True): "qw,ijk,...qij->...wk",
@@ -111,8 +109,8 @@ def _execute(plan: TensorProductPlan, coefficients: Sequence[float], weights: Se
 
 
 # The unweighted uvuv product (tensor_product): the input the plan names (``cg_first``, the cheaper one) meets
-# the CG block first, then the other input: two plain contractions. (For the weighted modes jnp.einsum's own
-# order, which folds the shared weights into the CG block first, measured faster.)
+# the CG block first, then the other input: two plain contractions. (For the weighted modes one jnp.einsum
+# over all operands, as e3nn-jax writes it, measured faster than this order.)
 _PAIR_PRODUCT = {"in1": ("...ui,ijk->...ujk", "...ujk,...vj->...uvk"), "in2": ("...vj,ijk->...vik", "...ui,...vik->...uvk")}
 
 
@@ -152,7 +150,7 @@ class Instruction:
     second_input_multiplicity: int
     output_multiplicity: int
     path_shape: tuple
-    num_elements: int = field(default=0)
+    num_elements: int
 
 
 class FunctionalTensorProduct:

@@ -51,6 +51,8 @@ def test_jax_front_imports_neither_torch_nor_the_kernels():
     import pytest
 
     pytest.importorskip("jax")
-    code = ("import sys, fastso3.jax; bad = [m for m in ('torch', 'fastso3.kernels', 'fastso3.o3') if m in sys.modules]; "
-            "assert not bad, bad")  # fmt: skip
+    code = ("import sys, jax, fastso3.jax; bad = [m for m in ('torch', 'fastso3.kernels', 'fastso3.o3') if m in sys.modules]; "
+            "assert not bad, bad; "
+            # without the torch front, Irreps.D_from_* on plain numbers are jax arrays
+            "assert isinstance(fastso3.jax.Irreps('1o').D_from_angles(0.1, 0.2, 0.3), jax.Array)")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -18,11 +18,13 @@ biases, dtype and device are copied. fastso3 modules also load e3nn state dicts 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Iterator
 
 import torch
 
 from .compat_e3nn import alias_e3nn
+from .core.cg import e3nn_044_sign
 from .core.irreps import Irreps
 from .core.tensor_product import linear_plan, tensor_product_plan
 from .o3._linear import Linear
@@ -361,19 +363,26 @@ def _mace_state(model: Any) -> dict:
     return state
 
 
-def from_mace(model: Any) -> torch.nn.Module:
+def from_mace(model: Any, trained_with_e3nn: str | None = None) -> torch.nn.Module:
     """A ``fastso3.models.MACE`` computing what the mace-torch 0.3.x ``MACE``/``ScaleShiftMACE`` ``model`` computes.
 
     Same architecture, parameters (loaded by name), dtype and device; energies, forces and stresses agree to
-    float64 rounding. The symmetric contractions use ``model``'s own U tensors (its buffers), so a model built
-    under another e3nn version (e3nn 0.4.4's ``wigner_3j`` has the opposite sign for some triples with
-    ``l1 + l2 + l3`` odd, which the U of pseudo-tensor intermediate couplings contain) keeps its numbers. The
-    convolution and linears compute with e3nn 0.6.0's 3j, as ``model`` itself does in a process with e3nn 0.6.0;
-    natural-parity models never use an odd triple there. Raises ``NotImplementedError`` for the features
-    ``fastso3.models.MACE`` lacks (multi-head, pair repulsion, other interaction blocks, ...).
+    float64 rounding. The symmetric contractions use ``model``'s own U tensors (its buffers, built by the e3nn
+    it was created with). ``trained_with_e3nn``:
+
+    - ``None`` (or ``"0.6.0"``): compute what ``model`` computes in this process (e3nn 0.6.0's ``wigner_3j``);
+    - ``"0.4.4"``: compute what ``model`` computed under e3nn 0.4.4, which published MACE checkpoints were trained
+      with: 0.4.4's ``wigner_3j`` is the opposite of 0.6.0's for some triples (``fastso3.core.cg.
+      E3NN_044_OPPOSITE_SIGN``, e.g. (1, 2, 2)), so the convolution paths on such a triple get their radial
+      weights negated. Natural-parity models (hidden ``0e+1o+2e``) have no such path; pseudo-tensor ones do.
+
+    Raises ``NotImplementedError`` for the features ``fastso3.models.MACE`` lacks (multi-head, pair repulsion,
+    other interaction blocks, ...), ``ValueError`` for another ``trained_with_e3nn``.
     """
     from .models import MACE
 
+    if trained_with_e3nn not in (None, "0.6.0", "0.4.4"):
+        raise ValueError(f"from_mace: trained_with_e3nn must be None, '0.6.0' or '0.4.4', got {trained_with_e3nn!r}")
     config = _mace_config(model)
     reference = model.atomic_energies_fn.atomic_energies
     dtype, device = reference.dtype, reference.device
@@ -384,7 +393,24 @@ def from_mace(model: Any) -> torch.nn.Module:
     for key in ("species.table", "scale_shift.scale", "scale_shift.shift"):  # built from the config (plain MACE:
         state.setdefault(key, own[key])  # scale 1, shift 0); the Z -> species lookup is fastso3's own
     _load_checked(ours, state, "from_mace")
+    if trained_with_e3nn == "0.4.4":
+        _negate_e3nn_044_paths(ours)
     return ours.to(device)
+
+
+def _negate_e3nn_044_paths(model: torch.nn.Module) -> None:
+    """Negate the radial weights of every convolution path whose triple has e3nn 0.4.4's opposite 3j sign (the
+    product is linear in a path's weights, so this flips that path's contribution, as 0.4.4's 3j did)."""
+    for block in model.interactions:
+        tp, last = block.conv_tp, list(block.conv_tp_weights)[-1]
+        start = 0
+        for ins in tp.instructions:
+            size = math.prod(ins.path_shape) if ins.has_weight else 0
+            triple = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
+            if e3nn_044_sign(*triple) < 0:
+                with torch.no_grad():
+                    last.weight[:, start:start + size].neg_()
+            start += size
 
 
 def to_mace(model: torch.nn.Module, mace_model: Any) -> Any:

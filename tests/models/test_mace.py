@@ -2,12 +2,18 @@
 stresses of converted models to float64 rounding, for both interaction blocks, plain and ScaleShift MACE,
 correlation 1-3, pseudo-tensor features and batches; unsupported models raise."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from fastso3.compat import from_mace, mace_inputs, to_mace
 from fastso3.graph import neighbor_list
+from fastso3.kernels.cpu.loader import cache_dir
 from fastso3.models import MACE, forces_and_stress
 from fastso3.testing import default_dtype
 
@@ -16,6 +22,9 @@ e3nn_o3 = pytest.importorskip("e3nn.o3")
 ase_build = pytest.importorskip("ase.build")
 
 ELEMENTS = [29, 79]
+PSEUDOTENSOR = dict(hidden="4x0e+4x0o+4x1o+4x1e", layers=1)
+# the second layer's convolution has paths on (1, 2, 2), (1, 3, 3), ... (the first one's inputs are scalars)
+PSEUDOTENSOR_2 = dict(hidden="4x0e+4x0o+4x1o+4x1e", layers=2)
 
 
 def mace_model(cls="ScaleShiftMACE", block="RealAgnosticResidualInteractionBlock", hidden="4x0e+4x1o",
@@ -81,7 +90,7 @@ def assert_same_outputs(ours, theirs):
     dict(cls="MACE"),
     dict(block="RealAgnosticInteractionBlock", correlation=2),
     dict(hidden="4x0e+4x1o+4x2e", max_ell=2, correlation=1, layers=3),
-    dict(hidden="4x0e+4x0o+4x1o+4x1e", layers=1),
+    PSEUDOTENSOR,
 ], ids=["scaleshift-residual", "plain", "agnostic-corr2", "L2-corr1-3layers", "pseudotensor-1layer"])  # fmt: skip
 def test_converted_models_compute_what_mace_computes(f64, config):
     theirs = mace_model(**config)
@@ -89,6 +98,39 @@ def test_converted_models_compute_what_mace_computes(f64, config):
     assert isinstance(ours, MACE) and ours.atomic_energies.energies.dtype == torch.float64
     g = graph(structures(), float(theirs.r_max))
     assert_same_outputs(fastso3_outputs(ours, g), mace_outputs(theirs, g))
+
+
+def e3nn_044() -> Path:
+    """A folder with e3nn 0.4.4 installed alone (``pip install --target``, once, cached): mace-torch's own pin."""
+    target = cache_dir() / "e3nn-0.4.4"
+    if not (target / "e3nn" / "__init__.py").exists():
+        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), "e3nn==0.4.4"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            pytest.fail(f"could not install e3nn 0.4.4 ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    return target
+
+
+@pytest.mark.slow
+def test_models_trained_under_e3nn_044_keep_their_numbers(f64, tmp_path):
+    # The model built and evaluated under e3nn 0.4.4 (a subprocess), converted here under 0.6.0.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(e3nn_044()), os.environ.get("PYTHONPATH", "")]),
+           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # e3nn 0.4.4 torch.loads its own constants.pt (a pickle)
+    here = Path(__file__).parent
+    done = subprocess.run([sys.executable, str(here / "e3nn044_reference.py"), __file__, str(tmp_path / "044.pt")],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = torch.load(tmp_path / "044.pt", weights_only=True)
+    theirs = mace_model(**PSEUDOTENSOR_2)
+    theirs.load_state_dict(saved["state"])  # 0.4.4's weights and U buffers
+    g = graph(structures(), float(theirs.r_max))
+    emulated = fastso3_outputs(from_mace(theirs, trained_with_e3nn="0.4.4"), g)
+    assert_same_outputs(emulated, saved["outputs"])
+    # without the sign emulation the numbers are 0.6.0's: off by far more than rounding (2.7e-10 eV/A against
+    # 3e-16 here; the flipped paths weigh little in this small random model)
+    plain = fastso3_outputs(from_mace(theirs), g)
+    expected = saved["outputs"]["forces"]
+    assert (plain["forces"] - expected).abs().max() > 1e4 * (emulated["forces"] - expected).abs().max()
 
 
 def test_to_mace_round_trips_the_parameters(f64):
@@ -113,4 +155,6 @@ def test_unsupported_models_raise(f64):
     model.pair_repulsion = True
     with pytest.raises(NotImplementedError, match="pair_repulsion"):
         from_mace(model)
+    with pytest.raises(ValueError, match="trained_with_e3nn"):
+        from_mace(mace_model(layers=1), trained_with_e3nn="0.5")
 

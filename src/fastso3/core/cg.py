@@ -13,6 +13,7 @@ This fixes every sign: ``C^{111} = +eps/sqrt(6)`` and ``C^{ll0} = +delta/sqrt(2l
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from fractions import Fraction
 from typing import NamedTuple
@@ -22,6 +23,8 @@ import numpy as np
 from .limits import WIGNER_3J_MAX_ENTRIES, check_work
 
 __all__ = [
+    "E3NN_044_OPPOSITE_SIGN",
+    "e3nn_044_sign",
     "change_basis_real_to_complex",
     "su2_clebsch_gordan",
     "wigner_3j",
@@ -156,3 +159,24 @@ def _wigner_3j_sparse(l1: int, l2: int, l3: int) -> SparseCG:
     for a in arrays:
         a.setflags(write=False)
     return SparseCG(*arrays)
+
+
+# e3nn 0.4.4's wigner_3j (its precomputed constants.pt) is minus e3nn 0.6.0's (and fastso3's) for exactly these
+# triples with every l <= 7 (all with l1 + l2 + l3 odd; found by comparing the two tables entry by entry); for
+# every other triple in that range the tables are equal. Published MACE checkpoints were trained under 0.4.4.
+E3NN_044_OPPOSITE_SIGN = frozenset(
+    perm
+    for triple in [(1, 2, 2), (1, 3, 3), (1, 4, 4), (1, 5, 5), (1, 6, 6), (1, 7, 7), (3, 4, 6), (3, 5, 7), (4, 4, 5),
+                   (4, 5, 6), (4, 6, 7), (5, 5, 5), (5, 6, 6), (5, 7, 7)]
+    for perm in itertools.permutations(triple)
+)  # fmt: skip
+_E3NN_044_CHECKED_LMAX = 7
+
+
+def e3nn_044_sign(l1: int, l2: int, l3: int) -> int:
+    """``+1`` or ``-1``: e3nn 0.4.4's ``wigner_3j(l1, l2, l3)`` divided by fastso3's (e3nn 0.6.0's).
+
+    Raises ``ValueError`` above l = 7, where the two tables were not compared."""
+    if max(l1, l2, l3) > _E3NN_044_CHECKED_LMAX:
+        raise ValueError(f"e3nn_044_sign: known for l <= {_E3NN_044_CHECKED_LMAX} only, got ({l1}, {l2}, {l3})")
+    return -1 if (l1, l2, l3) in E3NN_044_OPPOSITE_SIGN else 1

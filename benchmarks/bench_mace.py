@@ -2,10 +2,10 @@
 
 Configuration: ``ScaleShiftMACE`` with RealAgnosticResidual blocks, hidden irreps ``64x0e+64x1o``, spherical
 harmonics l <= 3, correlation 3, 2 layers, r_max 5 A, radial MLP [64, 64, 64]; rattled periodic Cu3Au fcc
-supercells of 32 and 108 atoms (42 neighbours per atom); float32; the same weights (the fastso3 model is
+supercells of 32, 108 and 500 atoms (42 neighbours per atom); float32; the same weights (the fastso3 model is
 converted from the mace-torch one). Providers:
 
-* ``fastso3``: ``fastso3.models.MACE`` (fused channel-wise convolution, factorised symmetric contraction);
+* ``fastso3``: ``fastso3.models.MACE`` (fused channel-wise convolution, fused symmetric-contraction kernel);
 * ``mace``: mace-torch's own model and code.
 
 Measurements: ``energy+forces`` (an MD step's model call) and ``train step`` (energy and forces, then the
@@ -117,7 +117,7 @@ def _checks(repeat: int, hidden: str):
 
 def make_benchmark(quick: bool = False) -> Benchmark:
     hidden = "16x0e+16x1o" if quick else "64x0e+64x1o"
-    repeats = {32: 2} if quick else {32: 2, 108: 3}
+    repeats = {32: 2} if quick else {32: 2, 108: 3, 500: 5}
     cases = [
         Case(name=f"{measure} n={n}", params={"measure": measure, "atoms": n},
              providers={p: _factory(r, p, measure, hidden) for p in ("fastso3", "mace")})  # fmt: skip

@@ -1,10 +1,11 @@
 """Benchmark ``symmetric``: MACE's symmetric contraction alone, fastso3's factorised path vs mace-torch's.
 
-Configuration: inputs ``C x (0e+1o+2e+3o)`` (MACE's atomic basis with l <= 3), correlation 3, three elements,
+Configuration: inputs ``C x (0e+1o+2e+3o)`` (MACE's atomic basis with l <= 3), correlation 3, ten elements,
 256 nodes, float32; outputs ``C x 0e`` (MACE-small/medium's last layer) and ``C x (0e+1o)`` (MACE-L's hidden
 layer), C = 64 and 128 (32 with ``--quick``); the same weights (mace-torch's, loaded by name). Providers:
 
-* ``fastso3``: ``fastso3.nn.SymmetricContraction`` (monomials, one GEMM with the low-rank projection);
+* ``fastso3``: ``fastso3.nn.SymmetricContraction`` with its default backend, the fused C++ kernel (``cpu``);
+* ``fastso3-factorized``: the same plan as torch ops (monomials, one GEMM with the low-rank projection);
 * ``mace``: ``mace.modules.symmetric_contraction.SymmetricContraction`` (opt_einsum-optimised contractions).
 
 Measurements: ``forward`` and ``forward+backward`` (gradient w.r.t. the inputs and the weights).
@@ -22,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Benchmark, Case, Unavailable, main
 
-NODES, ELEMENTS = 256, 3
+NODES, ELEMENTS = 256, 10
 MEASURES = ("forward", "forward+backward")
 
 
@@ -60,6 +61,7 @@ def _factory(channels: int, outputs: str, provider: str, measure: str):
             module, second = theirs, torch.nn.functional.one_hot(species, ELEMENTS).float()
         else:
             module, second = ours, species
+            ours.backend = "factorized" if provider == "fastso3-factorized" else None
         params = list(module.parameters())
 
         def run():
@@ -87,7 +89,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     channels = [32] if quick else [64, 128]
     cases = [
         Case(name=f"{measure} C={c} out={outputs}", params={"measure": measure, "channels": c, "outputs": outputs},
-             providers={p: _factory(c, outputs, p, measure) for p in ("fastso3", "mace")})  # fmt: skip
+             providers={p: _factory(c, outputs, p, measure) for p in ("fastso3", "fastso3-factorized", "mace")})  # fmt: skip
         for measure in MEASURES
         for outputs in ("0e", "0e+1o")
         for c in channels
@@ -99,11 +101,11 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     )
     return Benchmark(
         name="symmetric",
-        description="MACE symmetric contraction (C x (0e+1o+2e+3o) -> C x out, correlation 3, 3 elements, "
-        "256 nodes), float32: fastso3's factorised path vs mace-torch 0.3.16",
+        description="MACE symmetric contraction (C x (0e+1o+2e+3o) -> C x out, correlation 3, 10 elements, "
+        "256 nodes), float32: fastso3's fused kernel and factorised torch path vs mace-torch 0.3.16",
         cases=cases,
         reference="mace",
-        ratios=[("mace/fastso3", "mace", "fastso3")],
+        ratios=[("mace/fastso3", "mace", "fastso3"), ("factorized/fused", "fastso3-factorized", "fastso3")],
         settings={"dtype": "float32", "nodes": NODES, "elements": ELEMENTS, "quick": quick},
         plot_x="channels",
         plot_panels="measure",

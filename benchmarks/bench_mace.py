@@ -9,7 +9,9 @@ converted from the mace-torch one). Providers:
 * ``mace``: mace-torch's own model and code.
 
 Measurements: ``energy+forces`` (an MD step's model call) and ``train step`` (energy and forces, then the
-gradient of an energy + forces loss w.r.t. the parameters), with the neighbour list built once outside.
+gradient of an energy + forces loss w.r.t. the parameters), with the neighbour list built once outside. The
+checks add each library's forward-time shares per block (interaction product, radial MLP, linears, symmetric
+contraction, other), timed with module hooks on the largest system.
 
 Run: ``fastso3 bench mace [--quick]``.
 """
@@ -97,7 +99,54 @@ def _factory(repeat: int, provider: str, measure: str, hidden: str):
     return factory
 
 
-def _checks(repeat: int, hidden: str):
+# Blocks of both models by module name (mace-torch's names, which fastso3.models.MACE keeps).
+_TIMED = {
+    "block": r"interactions\.\d+",
+    "radial MLP": r"interactions\.\d+\.conv_tp_weights",
+    "interaction linears": r"interactions\.\d+\.(linear_up|linear|skip_tp)",
+    "product linears": r"products\.\d+\.linear",
+    "symmetric contraction": r"products\.\d+\.symmetric_contractions",
+}
+
+
+def _forward_shares(model, call, repeats: int = 3) -> dict:
+    """Shares of a forward's (energy) time per block, timed by module hooks; ``call()`` runs one forward. The
+    interaction product is its block's time minus the radial MLP and linears inside it (fastso3's fused
+    convolution is a function call, not a module); "other" is embeddings, harmonics, readouts, glue."""
+    import re
+    import time
+
+    spent = dict.fromkeys(_TIMED, 0.0)
+    hooks = []
+    for name, module in model.named_modules():
+        for group, pattern in _TIMED.items():
+            if re.fullmatch(pattern, name):
+                def pre(module, args):
+                    module._bench_start = time.perf_counter()
+
+                def post(module, args, out, group=group):
+                    spent[group] += time.perf_counter() - module._bench_start
+
+                hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    call()  # warm-up
+    spent.update(dict.fromkeys(spent, 0.0))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    total = time.perf_counter() - start
+    for hook in hooks:
+        hook.remove()
+    shares = {
+        "interaction product": spent["block"] - spent["radial MLP"] - spent["interaction linears"],
+        "radial MLP": spent["radial MLP"],
+        "linears": spent["interaction linears"] + spent["product linears"],
+        "symmetric contraction": spent["symmetric contraction"],
+    }
+    shares["other"] = total - sum(shares.values())
+    return {group: round(t / total, 3) for group, t in shares.items()}
+
+
+def _checks(repeat: int, hidden: str, repeats_measured):
     def checks():
         from fastso3.compat import from_mace, mace_inputs
 
@@ -109,8 +158,18 @@ def _checks(repeat: int, hidden: str):
         pos, cell, z, src, dst, shifts = (t.double() if t.is_floating_point() else t for t in _system(repeat))
         e_theirs = theirs(mace_inputs(theirs, pos, z, src, dst, shifts, cell), compute_force=False)["energy"]
         e_ours = ours(pos, z, src, dst, shifts, cell.unsqueeze(0))
-        return {"rel_energy_diff_float64": float((e_ours - e_theirs).abs() / e_theirs.abs()),
-                "edges_per_atom": len(src) / len(z)}  # fmt: skip
+        result = {"rel_energy_diff_float64": float((e_ours - e_theirs).abs().detach() / e_theirs.abs()),
+                  "edges_per_atom": len(src) / len(z)}  # fmt: skip
+        # forward-time (energy) shares per block, float32, the largest system
+        theirs32 = theirs.float()  # in place: the float64 checks are done
+        ours32 = from_mace(theirs32)
+        pos, cell, z, src, dst, shifts = _system(max(repeats_measured))
+        with torch.no_grad():
+            result["forward_shares_fastso3"] = _forward_shares(
+                ours32, lambda: ours32(pos, z, src, dst, shifts, cell.unsqueeze(0)))
+            result["forward_shares_mace"] = _forward_shares(
+                theirs32, lambda: theirs32(mace_inputs(theirs32, pos, z, src, dst, shifts, cell), compute_force=False))
+        return result
 
     return checks
 
@@ -139,7 +198,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         settings={"dtype": "float32", "r_max": R_MAX, "hidden_irreps": hidden, "quick": quick},
         plot_x="atoms",
         plot_panels="measure",
-        checks=_checks(2, hidden),
+        checks=_checks(2, hidden, list(repeats.values())),
         timing=timing,
     )
 

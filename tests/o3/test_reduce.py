@@ -80,7 +80,7 @@ def test_dtypes_state_dict_and_repr():
     torch.save(tp32.state_dict(), buffer)
     buffer.seek(0)
     loaded = o3.ReducedTensorProducts("ij=-ji", i="5x0e + 1e")
-    loaded.load_state_dict(torch.load(buffer))
+    loaded.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(loaded(x, x), tp32(x, x))
     loaded.load_state_dict(e3nn_o3.ReducedTensorProducts("ij=-ji", i="5x0e + 1e").state_dict())  # e3nn's main.* keys
     assert "in: 5x0e+1x1e times 5x0e+1x1e" in repr(tp32)

@@ -90,6 +90,22 @@ def test_ops_pass_opcheck(f64):
                               (g, x, w, module._plan, "cpu", *need))  # fmt: skip
 
 
+@pytest.mark.parametrize("correlation", [1, 2, 3])
+def test_fused_double_backward_matches_the_composition(f64, correlation):
+    module = SymmetricContraction("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", correlation, num_elements=2)
+    d, r, s = symmetric_contraction_kernels._sizes(module._plan)
+    g, x, w = torch.randn(5, s, 3), torch.randn(5, d, 3), torch.randn(5, r, 3)
+    hx, hw = torch.randn(5, d, 3), torch.randn(5, r, 3)
+    for grad_w in (hw, None):  # None: the weights' cotangent is zero (a force loss)
+        fused = symmetric_contraction_kernels.symmetric_contraction_double_backward_op(g, x, w, hx, grad_w,
+                                                                                        module._plan, "cpu")  # fmt: skip
+        composed = symmetric_contraction_kernels._factorized_double_backward(g, x, w, hx, grad_w, module._plan)
+        for a, b in zip(fused, composed):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * b.abs().max().item())
+    torch.library.opcheck(symmetric_contraction_kernels.symmetric_contraction_double_backward_op,
+                          (g, x, w, hx, hw, module._plan, "cpu"), test_utils=("test_schema", "test_faketensor"))  # fmt: skip
+
+
 def test_fused_kernel_is_bitwise_independent_of_the_thread_count():
     # (the kernel's property; the weights' einsum around it is BLAS's business)
     module = SymmetricContraction("40x0e+40x1o+40x2e", "40x0e+40x1o", 3, num_elements=2)
@@ -103,7 +119,9 @@ def test_fused_kernel_is_bitwise_independent_of_the_thread_count():
             out = symmetric_contraction_kernels.symmetric_contraction_op(x, w, module._plan, "cpu")
             grads = symmetric_contraction_kernels.symmetric_contraction_backward_op(g, x, w, module._plan, "cpu",
                                                                                     True, True)  # fmt: skip
-            results.append((out, *grads))
+            second = symmetric_contraction_kernels.symmetric_contraction_double_backward_op(g, x, w, x, w, module._plan,
+                                                                                            "cpu")  # fmt: skip
+            results.append((out, *grads, *second))
     finally:
         torch.set_num_threads(threads)
     for one, two in zip(*results):

@@ -13,7 +13,9 @@ Backends:
 - ``"cpu"`` / ``"triton"``: the op ``fastso3::symmetric_contraction`` (C++, ``cpu/csrc/symmetric_contraction.cpp``;
   Triton, ``triton/symmetric_contraction.py``), fused per node and block of channels: the monomials and their
   projection never leave the cache. Its backward is the op ``fastso3::symmetric_contraction_backward`` (same
-  kernels); its derivative is the factorised composition's, written out as torch ops, so every order exists.
+  kernels); its derivative is ``fastso3::symmetric_contraction_double_backward`` (C++) where no further
+  derivative is taken, and the factorised composition's, written out as torch ops, where one is (grad mode on,
+  ``create_graph``), so every order exists.
 
 ``backend=None`` picks ``"cpu"`` for CPU tensors, ``"triton"`` for CUDA tensors when triton imports, and
 ``"factorized"`` otherwise. An explicitly requested backend that cannot run raises.
@@ -39,6 +41,7 @@ __all__ = [
     "register_symmetric_contraction_plan",
     "symmetric_contraction",
     "symmetric_contraction_backward_op",
+    "symmetric_contraction_double_backward_op",
     "symmetric_contraction_op",
 ]
 
@@ -238,8 +241,8 @@ def _factorized_backward(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, name
 
 
 def _factorized_double_backward(g, x, w, hx, hw, name: str) -> tuple:
-    """The cotangents of ``(g, x, w)`` for ``hx . dx + hw . dw`` of :func:`_factorized_backward`, as torch ops
-    (so every further order exists): with ``Dm = d m / d x [hx]``,
+    """The cotangents of ``(g, x, w)`` for ``hx . dx + hw . dw`` of :func:`_factorized_backward` (``hw`` None:
+    zero), as torch ops (so every further order exists): with ``Dm = d m / d x [hx]``,
 
     - ``g``: ``sum_col (hw acc + w P^T Dm)`` per output component (the forward's tangent);
     - ``w``: ``g P^T Dm`` per weight row;
@@ -249,18 +252,20 @@ def _factorized_double_backward(g, x, w, hx, hw, name: str) -> tuple:
     n, d, c = x.shape
     rows, w_col, g_col = _per_column(t, x, w, g)
     h_rows = torch.cat([hx.transpose(0, 1).reshape(d, n * c), hx.new_zeros(1, n * c)])  # the constant's tangent: 0
-    hw_col = hw.index_select(1, t["column_rank"]).transpose(0, 1).reshape(-1, n * c)
     index, projection = t["monomial_index"], t["projection"]
     order = range(index.shape[1])
-    acc = projection.T @ _factors([rows for _ in order], index, rows)
     d_acc = projection.T @ sum([_factors([h_rows if l == k else rows for l in order], index, rows) for k in order])
-    grad_g = t["column_sum"].T @ (hw_col * acc + w_col * d_acc)
+    per_column = w_col * d_acc
+    if hw is not None:
+        hw_col = hw.index_select(1, t["column_rank"]).transpose(0, 1).reshape(-1, n * c)
+        per_column = per_column + hw_col * (projection.T @ _factors([rows for _ in order], index, rows))
+    grad_g = t["column_sum"].T @ per_column
     grad_w = t["rank_sum"].T @ (g_col * d_acc)
     gm = projection @ (w_col * g_col)
     hessian = _scatter_rows([gm * sum([_factors([None if l == k else h_rows if l == j else rows for l in order], index,
                                                 rows) for j in order if j != k]) if len(order) > 1 else None
                              for k in order], index, d, rows)  # fmt: skip
-    grad_x = _input_grad(projection @ (hw_col * g_col), rows, index, d) + hessian
+    grad_x = hessian if hw is None else hessian + _input_grad(projection @ (hw_col * g_col), rows, index, d)
     return _unflatten(grad_g, n, c), _unflatten(grad_x, n, c), _unflatten(grad_w, n, c)
 
 
@@ -384,15 +389,55 @@ def _(grad, x, weights, plan, backend, need_x, need_weights):
 def _backward_setup(ctx, inputs, output):
     grad, x, weights, plan, backend, need_x, need_w = inputs
     ctx.save_for_backward(grad, x, weights)
-    ctx.plan, ctx.need = plan, (need_x, need_w)
+    ctx.plan, ctx.backend, ctx.need = plan, backend, (need_x, need_w)
 
 
 def _double_backward(ctx, grad_gx, grad_gw):
     grad, x, weights = ctx.saved_tensors
-    # (lists, not generators: torch.compile traces this formula)
-    hx, hw = [c if need and c is not None and c.numel() else torch.zeros_like(t)
-              for c, need, t in zip((grad_gx, grad_gw), ctx.need, (x, weights))]  # fmt: skip
-    return *_factorized_double_backward(grad, x, weights, hx, hw, ctx.plan), None, None, None, None
+    hx, hw = [c if need and c is not None and c.numel() else None for c, need in zip((grad_gx, grad_gw), ctx.need)]
+    if hx is None:
+        hx = torch.zeros_like(x)
+    # The fused kernel where no further derivative is taken (a force loss's backward, a Hessian); with
+    # create_graph (grad mode on) the torch-op composition, whose own derivatives autograd takes.
+    if ctx.backend == "cpu" and not torch.is_grad_enabled():
+        grads = symmetric_contraction_double_backward_op(grad, x, weights, hx, hw, ctx.plan, ctx.backend)
+    else:
+        grads = _factorized_double_backward(grad, x, weights, hx, hw, ctx.plan)
+    return *grads, None, None, None, None
+
+
+@torch.library.custom_op("fastso3::symmetric_contraction_double_backward", mutates_args=())
+def symmetric_contraction_double_backward_op(grad: torch.Tensor, x: torch.Tensor, weights: torch.Tensor,
+                                             grad_x: torch.Tensor, grad_weights: torch.Tensor | None, plan: str,
+                                             backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The cotangents of ``(grad, x, weights)`` for cotangents ``grad_x (N, D, C)`` and ``grad_weights (N, R, C)``
+    (``None``: zero) of the backward's outputs (see :func:`_factorized_double_backward`). No autograd: it runs
+    only where no further derivative is taken."""
+    _check_op("symmetric_contraction_double_backward_op", x, weights, plan, backend, grad)
+    same_floats("symmetric_contraction_double_backward_op", x=x, grad_x=grad_x, grad_weights=grad_weights)
+    check_shape("symmetric_contraction_double_backward_op", "grad_x", grad_x, tuple(x.shape))
+    if grad_weights is not None:
+        check_shape("symmetric_contraction_double_backward_op", "grad_weights", grad_weights, tuple(weights.shape))
+    if backend != "cpu":
+        return tuple(t.contiguous() for t in _factorized_double_backward(grad, x, weights, grad_x, grad_weights, plan))
+    from .cpu.loader import library_function
+
+    grad, x, weights, grad_x = grad.contiguous(), x.contiguous(), weights.contiguous(), grad_x.contiguous()
+    grad_weights = None if grad_weights is None else grad_weights.contiguous()
+    suffix = "f32" if x.dtype == torch.float32 else "f64"
+    fn = library_function(f"fastso3_symcon_double_backward_{suffix}", *[_P] * 8, _I64, _I64, *_SIZES, *_TABLE_POINTERS,
+                          ctypes.c_int)  # fmt: skip
+    sizes, pointers = _kernel_args(plan, x)
+    gg, gx, gw = x.new_empty(grad.shape), x.new_empty(x.shape), x.new_empty(weights.shape)
+    fn(grad.data_ptr(), x.data_ptr(), weights.data_ptr(), grad_x.data_ptr(),
+       None if grad_weights is None else grad_weights.data_ptr(), gg.data_ptr(), gx.data_ptr(), gw.data_ptr(),
+       x.shape[0], x.shape[2], *sizes, *pointers, torch.get_num_threads())  # fmt: skip
+    return gg, gx, gw
+
+
+@symmetric_contraction_double_backward_op.register_fake
+def _(grad, x, weights, grad_x, grad_weights, plan, backend):
+    return x.new_empty(grad.shape), x.new_empty(x.shape), x.new_empty(weights.shape)
 
 
 symmetric_contraction_backward_op.register_autograd(_double_backward, setup_context=_backward_setup)

@@ -166,7 +166,114 @@ void backward(const T* g, const T* x, const T* w, T* gx, T* gw, int64_t n, int64
     }
 }
 
+// The backward's derivative for cotangents hx (N, D, C) and hw (N, R, C; null when zero): with
+// dm_q = d m_q / d x [hx] and dacc = P^T dm,
+//   gg[s]   = sum_{col of s} (w[rank] dacc[col] + hw[rank] acc[col])
+//   gwo[r]  = sum_{col of rank r} g[out] dacc[col]
+//   gxo     = sum_q (P (w g))_q d dm_q / d x  +  sum_q (P (hw g))_q d m_q / d x.
+template <typename T>
+void double_backward(const T* g, const T* x, const T* w, const T* hx, const T* hw, T* gg, T* gxo, T* gwo, int64_t n,
+                     int64_t c, const Plan<T>& p, int nthreads) {
+    constexpr int64_t W = Block<T>::width;
+#pragma omp parallel num_threads(nthreads)
+    {
+        std::vector<Block<T>> xs(p.d + 1), hs(p.d + 1), ms(p.q), dms(p.q), ws(p.r), hws(p.r), gs(p.s), ggs(p.s),
+            gws(p.r), gxs(p.d + 1), ga(p.cols), gha(p.cols);
+#pragma omp for schedule(static)
+        for (int64_t node = 0; node < n; ++node) {
+            for (int64_t c0 = 0; c0 < c; c0 += W) {
+                const int64_t valid = std::min(W, c - c0);
+                monomials(p, x + node * p.d * c, c, c0, valid, xs.data(), ms.data());
+                load_rows(hx + node * p.d * c, p.d, c, c0, valid, hs.data());
+                hs[p.d] = Block<T>{};  // the constant's tangent
+                load_rows(w + node * p.r * c, p.r, c, c0, valid, ws.data());
+                if (hw) load_rows(hw + node * p.r * c, p.r, c, c0, valid, hws.data());
+                load_rows(g + node * p.s * c, p.s, c, c0, valid, gs.data());
+                for (int64_t q = 0; q < p.q; ++q) {  // dm_q, by positions
+                    const int64_t* ix = p.mono + q * p.order;
+                    Block<T> dm = {};
+                    for (int64_t k = 0; k < p.order; ++k) {
+                        Block<T> t = hs[ix[k]];
+                        for (int64_t l = 0; l < p.order; ++l)
+                            if (l != k)
+                                for (int i = 0; i < NV; ++i) t.v[i] *= xs[ix[l]].v[i];
+                        for (int i = 0; i < NV; ++i) dm.v[i] += t.v[i];
+                    }
+                    dms[q] = dm;
+                }
+                std::fill(ggs.begin(), ggs.end(), Block<T>{});
+                std::fill(gws.begin(), gws.end(), Block<T>{});
+                for (int64_t col = 0; col < p.cols; ++col) {
+                    const Block<T> dacc = column(p, dms.data(), col);
+                    const Block<T>& wr = ws[p.rank[col]];
+                    const Block<T>& gr = gs[p.out[col]];
+                    Block<T>& o = ggs[p.out[col]];
+                    Block<T>& ow = gws[p.rank[col]];
+                    for (int i = 0; i < NV; ++i) {
+                        o.v[i] += wr.v[i] * dacc.v[i];
+                        ow.v[i] += gr.v[i] * dacc.v[i];
+                        ga[col].v[i] = wr.v[i] * gr.v[i];
+                    }
+                    if (hw) {
+                        const Block<T> acc = column(p, ms.data(), col);
+                        const Block<T>& hr = hws[p.rank[col]];
+                        for (int i = 0; i < NV; ++i) {
+                            o.v[i] += hr.v[i] * acc.v[i];
+                            gha[col].v[i] = hr.v[i] * gr.v[i];
+                        }
+                    }
+                }
+                store_rows(ggs.data(), p.s, c, c0, valid, gg + node * p.s * c);
+                store_rows(gws.data(), p.r, c, c0, valid, gwo + node * p.r * c);
+                std::fill(gxs.begin(), gxs.end(), Block<T>{});
+                for (int64_t q = 0; q < p.q; ++q) {
+                    Block<T> gm = {}, gm1 = {};
+                    for (int64_t e = p.ptr[q]; e < p.ptr[q + 1]; ++e) {
+                        const T v = p.val[e];
+                        for (int i = 0; i < NV; ++i) gm.v[i] += v * ga[p.col[e]].v[i];
+                        if (hw)
+                            for (int i = 0; i < NV; ++i) gm1.v[i] += v * gha[p.col[e]].v[i];
+                    }
+                    const int64_t* ix = p.mono + q * p.order;
+                    for (int64_t k = 0; k < p.order; ++k) {
+                        // d dm_q / d x[i_k] = sum_{j != k} hx[i_j] prod_{l != k, j} x[i_l]; d m_q / d x[i_k] (hw part)
+                        Block<T> t = {};
+                        for (int64_t j = 0; j < p.order; ++j) {
+                            if (j == k) continue;
+                            Block<T> u = hs[ix[j]];
+                            for (int64_t l = 0; l < p.order; ++l)
+                                if (l != k && l != j)
+                                    for (int i = 0; i < NV; ++i) u.v[i] *= xs[ix[l]].v[i];
+                            for (int i = 0; i < NV; ++i) t.v[i] += u.v[i];
+                        }
+                        for (int i = 0; i < NV; ++i) gxs[ix[k]].v[i] += gm.v[i] * t.v[i];
+                        if (hw) {
+                            Block<T> u = gm1;
+                            for (int64_t l = 0; l < p.order; ++l)
+                                if (l != k)
+                                    for (int i = 0; i < NV; ++i) u.v[i] *= xs[ix[l]].v[i];
+                            for (int i = 0; i < NV; ++i) gxs[ix[k]].v[i] += u.v[i];
+                        }
+                    }
+                }
+                store_rows(gxs.data(), p.d, c, c0, valid, gxo + node * p.d * c);
+            }
+        }
+    }
+}
+
 }  // namespace
+
+#define FASTSO3_SYMCON_DOUBLE(T, SUFFIX)                                                                        \
+    extern "C" void fastso3_symcon_double_backward_##SUFFIX(                                                    \
+        const T* g, const T* x, const T* w, const T* hx, const T* hw, T* gg, T* gx, T* gw, int64_t n, int64_t c,  \
+        int64_t d, int64_t q, int64_t cols, int64_t s, int64_t r, int64_t order, const int64_t* mono,           \
+        const int64_t* ptr, const int64_t* col, const T* val, const int64_t* cptr, const int64_t* cmono,        \
+        const T* cval, const int64_t* rank, const int64_t* out_of, int nthreads) {                              \
+        double_backward<T>(g, x, w, hx, hw, gg, gx, gw, n, c,                                                   \
+                           Plan<T>{d, q, cols, s, r, order, mono, ptr, col, val, cptr, cmono, cval, rank, out_of},  \
+                           nthreads);                                                                           \
+    }
 
 #define FASTSO3_SYMCON(T, SUFFIX)                                                                               \
     extern "C" void fastso3_symcon_forward_##SUFFIX(const T* x, const T* w, T* out, int64_t n, int64_t c,       \
@@ -188,5 +295,7 @@ void backward(const T* g, const T* x, const T* w, T* gx, T* gw, int64_t n, int64
                                                    rank, out_of}, nthreads);                                    \
     }
 
+FASTSO3_SYMCON_DOUBLE(float, f32)
 FASTSO3_SYMCON(float, f32)
+FASTSO3_SYMCON_DOUBLE(double, f64)
 FASTSO3_SYMCON(double, f64)

@@ -215,6 +215,57 @@ class PointConvolution(torch.nn.Module):
         return scatter(edge_features, edge_dst, num_receivers).div(self._sqrt_num_neighbors)
 
 
+class MixedPointConvolution(PointConvolution):
+    """Shared constructor and ``forward`` of e3nn's v2103 / v2106 point convolutions (same arguments): the
+    :class:`PointConvolution` with a self connection and ``keep_0e``, its output
+    ``_mix(sc(x, z), lin2(m, z), m, z)`` for the neighbour sum ``m``.
+
+    Subclasses set ``_require_mid`` (see :meth:`PointConvolution._build`) and define ``_build_mix(irreps_mid)``
+    (creates the submodule registered after ``lin2``) and ``_mix(node_self_connection, node_conv_out,
+    node_features, node_attr)`` (the output, ``(N, irreps_node_output.dim)``).
+    """
+
+    _require_mid: bool
+
+    def __init__(
+        self,
+        irreps_node_input: Any,
+        irreps_node_attr: Any,
+        irreps_edge_attr: Any,
+        irreps_node_output: Any,
+        fc_neurons: Sequence[int],
+        num_neighbors: float,
+    ) -> None:
+        super().__init__()
+        self.irreps_node_input = Irreps(irreps_node_input)
+        self.irreps_node_attr = Irreps(irreps_node_attr)
+        self.irreps_edge_attr = Irreps(irreps_edge_attr)
+        self.irreps_node_output = Irreps(irreps_node_output)
+        self.num_neighbors = num_neighbors
+        irreps_mid = self._build(
+            self.irreps_node_input, self.irreps_node_attr, self.irreps_edge_attr, self.irreps_node_output,
+            fc_neurons, num_neighbors, keep_0e=True, require_mid=self._require_mid,
+        )  # fmt: skip
+        self._build_mix(irreps_mid)
+
+    def forward(
+        self,
+        node_input: torch.Tensor,
+        node_attr: torch.Tensor,
+        edge_src: torch.Tensor,
+        edge_dst: torch.Tensor,
+        edge_attr: torch.Tensor,
+        edge_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(N, irreps_node_input.dim)`` -> ``(N, irreps_node_output.dim)``; see the subclasses for the shapes."""
+        node_self_connection = self.sc(node_input, node_attr)
+        node_features = self._messages(
+            node_input, node_attr, edge_src, edge_dst, edge_attr, edge_scalars, node_input.shape[0]
+        )
+        node_conv_out = self.lin2(node_features, node_attr)
+        return self._mix(node_self_connection, node_conv_out, node_features, node_attr)
+
+
 class GatedMessagePassing(torch.nn.Module):
     """Shared body of e3nn's v2103 / v2106 ``MessagePassing``: ``Compose(Convolution, Gate)`` per hidden irreps,
     then a last ``Convolution``; ``forward`` runs them in turn on the node features (the graph fixed)."""

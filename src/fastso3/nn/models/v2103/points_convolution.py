@@ -6,20 +6,18 @@ Same constructor, submodules (``sc``, ``lin1``, ``fc``, ``tp``, ``lin2``, ``lin3
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import torch
 
 from ....core.irreps import Irreps
 from ....o3 import FullyConnectedTensorProduct
 from ....util.jit import compile_mode
-from .._common import PointConvolution
+from .._common import MixedPointConvolution
 
 __all__ = ["Convolution"]
 
 
 @compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
-class Convolution(PointConvolution):
+class Convolution(MixedPointConvolution):
     r"""Equivariant convolution mixing a self connection and a neighbour sum by a learned angle.
 
     ``out = cos(a) sc(x, z) + sin(a) lin2(m, z)`` with ``m = sum_neighbours tp(lin1(x, z)[src], edge_attr,
@@ -39,41 +37,15 @@ class Convolution(PointConvolution):
         num_neighbors: typical number of neighbours (the sum is divided by its square root).
     """
 
-    def __init__(
-        self,
-        irreps_node_input: Any,
-        irreps_node_attr: Any,
-        irreps_edge_attr: Any,
-        irreps_node_output: Any,
-        fc_neurons: Sequence[int],
-        num_neighbors: float,
-    ) -> None:
-        super().__init__()
-        self.irreps_node_input = Irreps(irreps_node_input)
-        self.irreps_node_attr = Irreps(irreps_node_attr)
-        self.irreps_edge_attr = Irreps(irreps_edge_attr)
-        self.irreps_node_output = Irreps(irreps_node_output)
-        self.num_neighbors = num_neighbors
-        irreps_mid = self._build(
-            self.irreps_node_input, self.irreps_node_attr, self.irreps_edge_attr, self.irreps_node_output,
-            fc_neurons, num_neighbors, keep_0e=True,
-        )  # fmt: skip
+    _require_mid = False
+
+    def _build_mix(self, irreps_mid: Irreps) -> None:
         self.lin3 = FullyConnectedTensorProduct(irreps_mid, self.irreps_node_attr, "0e")
 
-    def forward(
-        self,
-        node_input: torch.Tensor,
+    def _mix(
+        self, node_self_connection: torch.Tensor, node_conv_out: torch.Tensor, node_features: torch.Tensor,
         node_attr: torch.Tensor,
-        edge_src: torch.Tensor,
-        edge_dst: torch.Tensor,
-        edge_attr: torch.Tensor,
-        edge_scalars: torch.Tensor,
-    ) -> torch.Tensor:
-        node_self_connection = self.sc(node_input, node_attr)
-        node_features = self._messages(
-            node_input, node_attr, edge_src, edge_dst, edge_attr, edge_scalars, node_input.shape[0]
-        )
-        node_conv_out = self.lin2(node_features, node_attr)
+    ) -> torch.Tensor:  # fmt: skip
         node_angle = 0.1 * self.lin3(node_features, node_attr)  # starts small: favours the self connection
         cos, sin = node_angle.cos(), node_angle.sin()
         m = self.sc.output_mask

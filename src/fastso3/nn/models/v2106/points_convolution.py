@@ -7,20 +7,18 @@ learned factor ``alpha`` (zero at initialisation, after https://arxiv.org/pdf/20
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import torch
 
 from ....core.irreps import Irreps
 from ....o3 import FullyConnectedTensorProduct
 from ....util.jit import compile_mode
-from .._common import PointConvolution, scatter
+from .._common import MixedPointConvolution, scatter
 
 __all__ = ["Convolution", "scatter"]
 
 
 @compile_mode("script")  # as e3nn marks it; fastso3 has no TorchScript (NotImplementedError)
-class Convolution(PointConvolution):
+class Convolution(MixedPointConvolution):
     r"""Equivariant convolution: ``out = sc(x, z) + alpha(m, z) lin2(m, z)``.
 
     ``m = sum_neighbours tp(lin1(x, z)[src], edge_attr, fc(edge_scalars)) / sqrt(num_neighbors)``;
@@ -44,25 +42,9 @@ class Convolution(PointConvolution):
             the messages and node attributes cannot make the scalar ``alpha`` (e3nn: AssertionError).
     """
 
-    def __init__(
-        self,
-        irreps_node_input: Any,
-        irreps_node_attr: Any,
-        irreps_edge_attr: Any,
-        irreps_node_output: Any,
-        fc_neurons: Sequence[int],
-        num_neighbors: float,
-    ) -> None:
-        super().__init__()
-        self.irreps_node_input = Irreps(irreps_node_input)
-        self.irreps_node_attr = Irreps(irreps_node_attr)
-        self.irreps_node_output = Irreps(irreps_node_output)
-        self.irreps_edge_attr = Irreps(irreps_edge_attr)
-        self.num_neighbors = num_neighbors
-        irreps_mid = self._build(
-            self.irreps_node_input, self.irreps_node_attr, self.irreps_edge_attr, self.irreps_node_output,
-            fc_neurons, num_neighbors, keep_0e=True, require_mid=True,
-        )  # fmt: skip
+    _require_mid = True
+
+    def _build_mix(self, irreps_mid: Irreps) -> None:
         self.alpha = FullyConnectedTensorProduct(irreps_mid, self.irreps_node_attr, "0e")
         with torch.no_grad():
             self.alpha.weight.zero_()
@@ -72,20 +54,10 @@ class Convolution(PointConvolution):
                 "scalars (add a 0e to irreps_node_attr)"
             )
 
-    def forward(
-        self,
-        node_input: torch.Tensor,
+    def _mix(
+        self, node_self_connection: torch.Tensor, node_conv_out: torch.Tensor, node_features: torch.Tensor,
         node_attr: torch.Tensor,
-        edge_src: torch.Tensor,
-        edge_dst: torch.Tensor,
-        edge_attr: torch.Tensor,
-        edge_scalars: torch.Tensor,
-    ) -> torch.Tensor:
-        node_self_connection = self.sc(node_input, node_attr)
-        node_features = self._messages(
-            node_input, node_attr, edge_src, edge_dst, edge_attr, edge_scalars, node_input.shape[0]
-        )
-        node_conv_out = self.lin2(node_features, node_attr)
+    ) -> torch.Tensor:  # fmt: skip
         alpha = self.alpha(node_features, node_attr)
         m = self.sc.output_mask
         alpha = (1 - m) + alpha * m

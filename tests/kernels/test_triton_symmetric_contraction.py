@@ -86,12 +86,12 @@ def test_kernels_pass_the_gpu_compiler_without_a_gpu(dtype):
     from fastso3.kernels.triton import kernels, symmetric_contraction
 
     acc = triton.language.float64 if dtype == "fp64" else triton.language.float32
-    data = {"x", "w", "g", "out", "gx", "gw", "by_column_value", "value"}
-    for fn, consts in ((symmetric_contraction._forward_kernel, {"ORDER": 3}),
-                       (symmetric_contraction._weight_grad_kernel, {"ORDER": 2}),
+    data = {"x", "w", "f", "g", "out", "gx", "by_column_value", "value"}
+    for fn, consts in ((symmetric_contraction._grouped_columns_kernel, {"ORDER": 3}),
+                       (symmetric_contraction._grouped_columns_kernel, {"ORDER": 1}),
                        (symmetric_contraction._input_grad_kernel, {})):  # fmt: skip
         consts = {**consts, "ACC": acc, "BLOCK_Z": 64}
         sig = {n: "constexpr" if n in consts else f"*{dtype}" if n in data else "*i64" for n in fn.arg_names}
-        sig.update({n: "i32" for n in fn.arg_names if n in ("nz", "c", "d", "r", "s")})
+        sig.update({n: "i32" for n in fn.arg_names if n in ("nz", "c", "d", "r", "s", "f_rows", "out_rows")})
         compiled = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", 90, 32), options=kernels._COMPILE_OPTIONS)
         assert compiled.asm["cubin"]

@@ -6,7 +6,8 @@ writes it once (no atomics, a fixed order: deterministic):
 
 - forward, a program per output component ``s``: ``out[s] = sum_{col of s} w[rank(col)] sum_{q in col}
   P[q, col] m_q``, the monomials recomputed from x per entry (three loads that hit the cache);
-- ``gw``, a program per weight row ``r``: ``sum_{col of rank r} g[out(col)] acc[col]``;
+- ``gw``, a program per weight row ``r``: ``sum_{col of rank r} g[out(col)] acc[col]`` (the same kernel as the
+  forward, with the roles of w and g swapped);
 - ``gx``, a program per input component ``i``: over the derivative terms ``(q, other factors)`` of the
   monomials holding ``i``, ``gm_q * (other factors)``, with ``gm_q = sum_col P[q, col] w[rank(col)] g[out(col)]``.
 
@@ -51,39 +52,23 @@ def _column(x, base, channel, c, d, mono, by_column_ptr, by_column_monomial, by_
 
 
 @triton.jit
-def _forward_kernel(x, w, out, nz, c, d, r, s, mono, by_column_ptr, by_column_monomial, by_column_value,
-                    column_rank, out_ptr, out_columns,
-                    ORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_Z: tl.constexpr):  # fmt: skip
+def _grouped_columns_kernel(x, f, out, nz, c, d, f_rows, out_rows, mono, by_column_ptr, by_column_monomial,
+                            by_column_value, factor_of, group_ptr, group_columns,
+                            ORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_Z: tl.constexpr):  # fmt: skip
+    """``out[row] = sum_{col in group row} f[factor_of(col)] acc[col]``: the forward (groups: output components,
+    f = w by rank) and the weight gradient (groups: weight rows, f = g by output component)."""
     pid = tl.program_id(0)
-    row = pid % s
-    z = ((pid // s) * BLOCK_Z + tl.arange(0, BLOCK_Z)).to(tl.int64)
+    row = pid % out_rows
+    z = ((pid // out_rows) * BLOCK_Z + tl.arange(0, BLOCK_Z)).to(tl.int64)
     live = z < nz
     node, channel = z // c, z % c
     acc = tl.zeros([BLOCK_Z], dtype=ACC)
-    for j in range(tl.load(out_ptr + row), tl.load(out_ptr + row + 1)):
-        col = tl.load(out_columns + j)
+    for j in range(tl.load(group_ptr + row), tl.load(group_ptr + row + 1)):
+        col = tl.load(group_columns + j)
         a = _column(x, node * d * c, channel, c, d, mono, by_column_ptr, by_column_monomial, by_column_value, col,
                     live, ORDER, ACC, BLOCK_Z)  # fmt: skip
-        acc += _component(w, node * r * c, channel, c, tl.load(column_rank + col), r, live, ACC) * a
-    tl.store(out + node * s * c + row * c + channel, acc.to(out.dtype.element_ty), mask=live)
-
-
-@triton.jit
-def _weight_grad_kernel(g, x, gw, nz, c, d, r, s, mono, by_column_ptr, by_column_monomial, by_column_value,
-                        column_output, rank_ptr, rank_columns,
-                        ORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_Z: tl.constexpr):  # fmt: skip
-    pid = tl.program_id(0)
-    row = pid % r
-    z = ((pid // r) * BLOCK_Z + tl.arange(0, BLOCK_Z)).to(tl.int64)
-    live = z < nz
-    node, channel = z // c, z % c
-    acc = tl.zeros([BLOCK_Z], dtype=ACC)
-    for j in range(tl.load(rank_ptr + row), tl.load(rank_ptr + row + 1)):
-        col = tl.load(rank_columns + j)
-        a = _column(x, node * d * c, channel, c, d, mono, by_column_ptr, by_column_monomial, by_column_value, col,
-                    live, ORDER, ACC, BLOCK_Z)  # fmt: skip
-        acc += _component(g, node * s * c, channel, c, tl.load(column_output + col), s, live, ACC) * a
-    tl.store(gw + node * r * c + row * c + channel, acc.to(gw.dtype.element_ty), mask=live)
+        acc += _component(f, node * f_rows * c, channel, c, tl.load(factor_of + col), f_rows, live, ACC) * a
+    tl.store(out + node * out_rows * c + row * c + channel, acc.to(out.dtype.element_ty), mask=live)
 
 
 @triton.jit
@@ -123,10 +108,11 @@ def forward(x: torch.Tensor, w: torch.Tensor, t: dict, s: int) -> torch.Tensor:
     grid = _grid(n * c, s)
     if grid[0]:
         with _device_guard(x):
-            _forward_kernel[grid](x, w, out, n * c, c, d, w.shape[1], s, t["monomial_index"], t["by_column_ptr"],
-                                  t["by_column_monomial"], t["by_column_value"], t["column_rank"], t["out_ptr"],
-                                  t["out_columns"], ORDER=t["monomial_index"].shape[1], ACC=_acc_dtype(x.dtype),
-                                  BLOCK_Z=_BLOCK_Z, **_COMPILE_OPTIONS)  # fmt: skip
+            _grouped_columns_kernel[grid](x, w, out, n * c, c, d, w.shape[1], s, t["monomial_index"],
+                                          t["by_column_ptr"], t["by_column_monomial"], t["by_column_value"],
+                                          t["column_rank"], t["out_ptr"], t["out_columns"],
+                                          ORDER=t["monomial_index"].shape[1], ACC=_acc_dtype(x.dtype), BLOCK_Z=_BLOCK_Z,
+                                          **_COMPILE_OPTIONS)  # fmt: skip
     return out
 
 
@@ -138,10 +124,10 @@ def backward(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, t: dict, need_x:
     meta = {"ACC": _acc_dtype(x.dtype), "BLOCK_Z": _BLOCK_Z, **_COMPILE_OPTIONS}
     with _device_guard(x):
         if need_w and _grid(n * c, r)[0]:
-            _weight_grad_kernel[_grid(n * c, r)](g, x, gw, n * c, c, d, r, s, t["monomial_index"], t["by_column_ptr"],
-                                                 t["by_column_monomial"], t["by_column_value"], t["column_output"],
-                                                 t["rank_ptr"], t["rank_columns"], ORDER=t["monomial_index"].shape[1],
-                                                 **meta)  # fmt: skip
+            _grouped_columns_kernel[_grid(n * c, r)](x, g, gw, n * c, c, d, s, r, t["monomial_index"],
+                                                     t["by_column_ptr"], t["by_column_monomial"], t["by_column_value"],
+                                                     t["column_output"], t["rank_ptr"], t["rank_columns"],
+                                                     ORDER=t["monomial_index"].shape[1], **meta)  # fmt: skip
         if need_x and _grid(n * c, d)[0]:
             _input_grad_kernel[_grid(n * c, d)](g, x, w, gx, n * c, c, d, r, s, t["ptr"], t["column"], t["value"],
                                                 t["column_rank"], t["column_output"], t["term_ptr"], t["term_monomial"],

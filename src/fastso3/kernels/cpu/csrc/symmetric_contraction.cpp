@@ -82,6 +82,19 @@ inline Block<T> column(const Plan<T>& p, const Block<T>* __restrict ms, int64_t 
     return acc;
 }
 
+// dst[into[col]] += src[by[col]] * (sum_q P[q, col] m_q) over the columns: the forward (into = output, by = rank)
+// and the weight gradient (into = rank, by = output) are this with the roles of w and g swapped.
+template <typename T>
+inline void weighted_columns(const Plan<T>& p, const Block<T>* __restrict ms, const int64_t* by, const Block<T>* src,
+                             const int64_t* into, Block<T>* dst) {
+    for (int64_t col = 0; col < p.cols; ++col) {
+        const Block<T> acc = column(p, ms, col);
+        const Block<T>& factor = src[by[col]];
+        Block<T>& o = dst[into[col]];
+        for (int i = 0; i < NV; ++i) o.v[i] += factor.v[i] * acc.v[i];
+    }
+}
+
 template <typename T>
 void forward(const T* x, const T* w, T* out, int64_t n, int64_t c, const Plan<T>& p, int nthreads) {
     constexpr int64_t W = Block<T>::width;
@@ -95,12 +108,7 @@ void forward(const T* x, const T* w, T* out, int64_t n, int64_t c, const Plan<T>
                 monomials(p, x + node * p.d * c, c, c0, valid, xs.data(), ms.data());
                 load_rows(w + node * p.r * c, p.r, c, c0, valid, ws.data());
                 std::fill(os.begin(), os.end(), Block<T>{});
-                for (int64_t col = 0; col < p.cols; ++col) {
-                    const Block<T> acc = column(p, ms.data(), col);
-                    const Block<T>& wr = ws[p.rank[col]];
-                    Block<T>& o = os[p.out[col]];
-                    for (int i = 0; i < NV; ++i) o.v[i] += wr.v[i] * acc.v[i];
-                }
+                weighted_columns(p, ms.data(), p.rank, ws.data(), p.out, os.data());
                 store_rows(os.data(), p.s, c, c0, valid, out + node * p.s * c);
             }
         }
@@ -122,12 +130,7 @@ void backward(const T* g, const T* x, const T* w, T* gx, T* gw, int64_t n, int64
                 load_rows(g + node * p.s * c, p.s, c, c0, valid, gs.data());
                 if (gw) {
                     std::fill(gws.begin(), gws.end(), Block<T>{});
-                    for (int64_t col = 0; col < p.cols; ++col) {
-                        const Block<T> acc = column(p, ms.data(), col);
-                        const Block<T>& gr = gs[p.out[col]];
-                        Block<T>& o = gws[p.rank[col]];
-                        for (int i = 0; i < NV; ++i) o.v[i] += gr.v[i] * acc.v[i];
-                    }
+                    weighted_columns(p, ms.data(), p.out, gs.data(), p.rank, gws.data());
                     store_rows(gws.data(), p.r, c, c0, valid, gw + node * p.r * c);
                 }
                 if (!gx) continue;

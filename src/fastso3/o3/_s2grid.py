@@ -215,7 +215,29 @@ def _check_dtype(module: torch.nn.Module, x: Tensor) -> None:
         )
 
 
-class ToS2Grid(torch.nn.Module):
+class _S2GridModule(torch.nn.Module):
+    """What :class:`ToS2Grid` and :class:`FromS2Grid` share: the grid's sizes, e3nn's buffers (in e3nn's order),
+    ``__repr__`` and :attr:`grid`."""
+
+    def _set_grid(self, lmax: int, res_beta: int, res_alpha: int, alphas: Tensor, betas: Tensor, sha: Tensor,
+                  shb: Tensor) -> None:  # fmt: skip
+        self.lmax, self.res_beta, self.res_alpha = lmax, res_beta, res_alpha
+        self.register_buffer("alphas", alphas)
+        self.register_buffer("betas", betas)
+        self.register_buffer("sha", sha)
+        self.register_buffer("shb", shb)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(lmax={self.lmax} res={self.res_beta}x{self.res_alpha} (beta x alpha))"
+
+    @property
+    def grid(self) -> Tensor:
+        """The grid points ``(res_beta, res_alpha, 3)`` on the unit sphere."""
+        beta, alpha = torch.meshgrid(self.betas, self.alphas, indexing="ij")
+        return angles_to_xyz(alpha, beta)
+
+
+class ToS2Grid(_S2GridModule):
     r"""Spherical tensor ``(..., (lmax+1)^2)`` -> signal on the grid ``(..., res_beta, res_alpha)``.
 
     Output ``[..., i, j] = sum_l n_l F^l . Y^l(x_ij)`` with ``Y`` in 'integral' normalisation and ``n_l`` set by
@@ -238,20 +260,7 @@ class ToS2Grid(torch.nn.Module):
         lmax, res_beta, res_alpha = _resolution(lmax, res)
         betas, alphas, shb, sha = spherical_harmonics_s2_grid(lmax, res_beta, res_alpha, dtype=dtype, device=device)
         scales = _degree_scales(normalization, lmax, betas, True, lmax)
-        self.lmax, self.res_beta, self.res_alpha = lmax, res_beta, res_alpha
-        self.register_buffer("alphas", alphas)
-        self.register_buffer("betas", betas)
-        self.register_buffer("sha", sha)
-        self.register_buffer("shb", _per_order(shb, scales, lmax))
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(lmax={self.lmax} res={self.res_beta}x{self.res_alpha} (beta x alpha))"
-
-    @property
-    def grid(self) -> Tensor:
-        """The grid points ``(res_beta, res_alpha, 3)`` on the unit sphere."""
-        beta, alpha = torch.meshgrid(self.betas, self.alphas, indexing="ij")
-        return angles_to_xyz(alpha, beta)
+        self._set_grid(lmax, res_beta, res_alpha, alphas, betas, sha, _per_order(shb, scales, lmax))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``(..., (lmax+1)^2)`` -> ``(..., res_beta, res_alpha)``, in the module's dtype."""
@@ -265,7 +274,7 @@ class ToS2Grid(torch.nn.Module):
         return x.reshape(*size, *x.shape[1:])
 
 
-class FromS2Grid(torch.nn.Module):
+class FromS2Grid(_S2GridModule):
     r"""Signal on the grid ``(..., res_beta, res_alpha)`` -> spherical tensor ``(..., (lmax+1)^2)``.
 
     The quadrature of ``f Y^l`` over the sphere, scaled so that it inverts :class:`ToS2Grid` of the same
@@ -291,20 +300,7 @@ class FromS2Grid(torch.nn.Module):
         betas, alphas, shb, sha = spherical_harmonics_s2_grid(lmax, res_beta, res_alpha, dtype=dtype, device=device)
         scales = _degree_scales(normalization, lmax, betas, False, lmax_in)
         weights = _quadrature_weights(res_beta // 2, dtype=betas.dtype, device=betas.device) * res_beta**2 / res_alpha
-        self.lmax, self.res_beta, self.res_alpha = lmax, res_beta, res_alpha
-        self.register_buffer("alphas", alphas)
-        self.register_buffer("betas", betas)
-        self.register_buffer("sha", sha)
-        self.register_buffer("shb", _per_order(shb * weights[:, None], scales, lmax))
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(lmax={self.lmax} res={self.res_beta}x{self.res_alpha} (beta x alpha))"
-
-    @property
-    def grid(self) -> Tensor:
-        """The grid points ``(res_beta, res_alpha, 3)`` on the unit sphere."""
-        beta, alpha = torch.meshgrid(self.betas, self.alphas, indexing="ij")
-        return angles_to_xyz(alpha, beta)
+        self._set_grid(lmax, res_beta, res_alpha, alphas, betas, sha, _per_order(shb * weights[:, None], scales, lmax))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``(..., res_beta, res_alpha)`` -> ``(..., (lmax+1)^2)``, in the module's dtype."""

@@ -60,6 +60,14 @@ def _check_tensor(x, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
 
+def _broadcast_samples(positions: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """Checked ``positions (..., N, 3)`` and ``values (..., N)``, broadcast to common leading dimensions."""
+    _check_tensor(positions, "positions")
+    _check_tensor(values, "values")
+    positions, values = torch.broadcast_tensors(positions, values[..., None])
+    return positions, values[..., 0]
+
+
 class SphericalTensor(Irreps):
     r"""The irreps ``sum_{l <= lmax} 1 x (l, p_val p_arg^l)`` of a signal ``f(x) = sum_l A^l . Y^l(x)`` on the sphere.
 
@@ -137,10 +145,7 @@ class SphericalTensor(Irreps):
         ``positions (..., N, 3)`` and ``values (..., N)`` broadcast; returns ``(..., dim)``:
         ``4 pi / (lmax+1)^2 sum_i v_i Y(r_i / |r_i|)``.
         """
-        _check_tensor(positions, "positions")
-        _check_tensor(values, "values")
-        positions, values = torch.broadcast_tensors(positions, values[..., None])
-        values = values[..., 0]
+        positions, values = _broadcast_samples(positions, values)
         if positions.numel() == 0:
             return values.new_zeros(values.shape[:-1] + (self.dim,))
         y = _spherical_harmonics(self.ls, positions, True, "integral", None)  # [..., N, dim]
@@ -152,10 +157,7 @@ class SphericalTensor(Irreps):
         ``positions (..., N, 3)`` (directions; zero vectors stay zero) and ``values (..., N)`` broadcast; ``res`` is the
         grid resolution (:class:`~fastso3.o3.FromS2Grid`, 'integral' normalisation).
         """
-        _check_tensor(positions, "positions")
-        _check_tensor(values, "values")
-        positions, values = torch.broadcast_tensors(positions, values[..., None])
-        values = values[..., 0]
+        positions, values = _broadcast_samples(positions, values)
         if positions.numel() == 0:
             return values.new_zeros(values.shape[:-1] + (self.dim,))
         positions = torch.nn.functional.normalize(positions, dim=-1)

@@ -8,8 +8,10 @@ STAMP := $(VENV)/.fastso3-installed
 demo: $(STAMP)
 	$(VENV)/bin/fastso3 demo
 
+# Two pytest-xdist workers (one torch thread each, tests/conftest.py), whole files per worker: e3nn's own suite
+# (tests/test_e3nn_suite.py, several minutes in one subprocess) runs beside the rest.
 test: $(STAMP)
-	$(PY) -m pytest -q -x --durations=15
+	$(PY) -m pytest -q -x -n 2 --dist loadfile --durations=15
 
 setup: $(STAMP)
 

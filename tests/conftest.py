@@ -18,3 +18,12 @@ def f64():
 
     with default_dtype(torch.float64):
         yield
+
+
+def pytest_configure(config):
+    # `make test` runs two pytest-xdist workers on this project's 2-core machines: one torch thread each, so
+    # the workers do not oversubscribe the cores (tests that vary the thread count set it themselves).
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

@@ -6,6 +6,12 @@ are traced into one plain graph of aten and fastso3 ops (``make_fx`` with symbol
 atoms and edges), so the training loss's backward through it is a single backward that AOT autograd compiles.
 Parameters and buffers are graph inputs (``torch.func.functional_call``), so optimiser updates are seen.
 Duck shaping is off while tracing: a number of atoms that equals a parameter's size must stay its own symbol.
+
+``make_fx`` records autograd's saving of an op's output for its backward (``tanh``, ``sigmoid``: their
+backward reads their result) as ``detach(detach(output))`` (PyTorch issue 175477). Eager autograd reattaches
+such a saved output to its graph; the traced graph would cut it, and the gradient of the forces in the
+parameters would miss the terms through it (NequIP's gates). Those pairs are replaced by the output itself;
+a user's ``detach`` (a single one) is kept.
 """
 
 from __future__ import annotations
@@ -15,32 +21,59 @@ import torch.fx.experimental._config as fx_config
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._potential import Potential
+from .escn import ESCN
 from .mace import MACE
+from .nequip import NequIP
 from .outputs import forces_and_stress
 
 __all__ = ["CompiledEnergyForces", "compile_energy_and_forces"]
 
-# Models whose compiled parameter gradients are tested against eager. NequIP's and ESCN's are not yet: for
-# two-layer NequIPs AOT autograd's gradient of a force loss differs from eager (issue 16).
-SUPPORTED = (MACE,)
+# Models whose compiled parameter gradients are tested against eager.
+SUPPORTED = (MACE, NequIP, ESCN)
 
 
-class CompiledEnergyForces:
+def _reattach_saved_outputs(traced: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``traced`` with every ``detach(detach(x))`` (autograd's save and unpack of an output ``x``) read as
+    ``x``, the detaches left unused removed (see the module docstring)."""
+    detach = torch.ops.aten.detach.default
+    graph = traced.graph
+    for node in list(graph.nodes):
+        if node.target is detach and getattr(node.args[0], "target", None) is detach:
+            node.replace_all_uses_with(node.args[0].args[0])
+    graph.eliminate_dead_code()
+    traced.recompile()
+    return traced
+
+
+class CompiledEnergyForces(torch.nn.Module):
     """``model``'s energies ``(G,)``, forces ``(N, 3)`` and stresses ``(G, 3, 3)``, differentiable in the
     parameters, from one compiled graph per number of structures ``G`` (any ``N`` and ``E``).
 
+    A module whose parameters are ``model``'s (``model`` is its submodule): the parameters enter the graph as
+    inputs, so their gradients accumulate as eagerly and ``DistributedDataParallel(compiled)`` reduces them.
     Call with ``positions (N, 3)``, ``cell (G, 3, 3)``, ``atomic_numbers (N,)``, ``edge_src``/``edge_dst (E,)``,
     integer ``shifts (E, 3)``, ``batch (N,)`` and ``num_graphs``, as ``Potential.forward`` takes them.
+    ``backend`` is ``torch.compile``'s (``"inductor"``; ``"aot_eager"`` compiles in seconds, runs eagerly).
     """
 
-    def __init__(self, model: Potential, stress: bool = True) -> None:
+    def __init__(self, model: Potential, stress: bool = True, backend: str = "inductor") -> None:
         if not isinstance(model, SUPPORTED):
             raise NotImplementedError(f"compile_energy_and_forces: {type(model).__name__} is not supported yet "
                                       f"(tested: {[c.__name__ for c in SUPPORTED]}); train it eagerly")  # fmt: skip
-        self.model, self.stress = model, stress
+        super().__init__()
+        self.model, self.stress, self.backend = model, stress, backend
         self._graphs: dict[int, object] = {}
 
-    def _compiled(self, num_graphs: int, example: tuple):
+    def _inputs(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch) -> tuple:
+        params, buffers = dict(self.model.named_parameters()), dict(self.model.named_buffers())
+        return (params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
+
+    def traced(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch,
+               num_graphs: int) -> torch.fx.GraphModule:  # fmt: skip
+        """The uncompiled graph for ``num_graphs`` structures, traced at these inputs (any ``N`` and ``E``):
+        ``(params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch) -> (energy,
+        forces[, stress])`` with ``params``/``buffers`` the dicts of ``model.named_parameters()``/``named_buffers()``."""
+
         def energy_forces(params, buffers, positions, cell, numbers, edge_src, edge_dst, shifts, batch):
             def energy(p, c):
                 args = (p, numbers, edge_src, edge_dst, shifts, c, batch, num_graphs)
@@ -49,19 +82,20 @@ class CompiledEnergyForces:
             out = forces_and_stress(energy, positions, cell, batch, stress=self.stress, create_graph=True)
             return tuple(out[k] for k in ("energy", "forces", "stress") if k in out)
 
+        example = self._inputs(positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
         with fx_config.patch(use_duck_shape=False):
-            traced = make_fx(energy_forces, tracing_mode="symbolic")(*example)
-        return torch.compile(traced, dynamic=True, fullgraph=True)
+            return _reattach_saved_outputs(make_fx(energy_forces, tracing_mode="symbolic")(*example))
 
-    def __call__(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch, num_graphs: int) -> dict:
-        params, buffers = dict(self.model.named_parameters()), dict(self.model.named_buffers())
-        inputs = (params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
+    def forward(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch, num_graphs: int) -> dict:
+        graph_inputs = (positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
         if num_graphs not in self._graphs:
-            self._graphs[num_graphs] = self._compiled(num_graphs, inputs)
-        return dict(zip(("energy", "forces", "stress"), self._graphs[num_graphs](*inputs)))
+            traced = self.traced(*graph_inputs, num_graphs)
+            self._graphs[num_graphs] = torch.compile(traced, backend=self.backend, dynamic=True, fullgraph=True)
+        return dict(zip(("energy", "forces", "stress"), self._graphs[num_graphs](*self._inputs(*graph_inputs))))
 
 
-def compile_energy_and_forces(model: Potential, stress: bool = True) -> CompiledEnergyForces:
+def compile_energy_and_forces(model: Potential, stress: bool = True, backend: str = "inductor") -> CompiledEnergyForces:
     """The compiled energy, forces and (with ``stress``) stress of ``model`` for training on forces (see the
-    module docstring). The first call for each number of structures traces and compiles (about a minute)."""
-    return CompiledEnergyForces(model, stress)
+    module docstring and :class:`CompiledEnergyForces`). The first call for each number of structures traces
+    and compiles (about a minute with inductor)."""
+    return CompiledEnergyForces(model, stress, backend)

@@ -15,7 +15,7 @@ MODEL_NAMES = ("MACE", "NequIP", "ESCN")
 @dataclass
 class TrainConfig:
     """Every setting of ``fastso3 train`` (units: A, eV, minutes). ``train_file=None``: the embedded EMT Cu/Au set.
-    ``compile``: training steps through ``models.compile_energy_and_forces`` (MACE; about a minute to compile)."""
+    ``compile``: training steps through ``models.compile_energy_and_forces`` (about a minute to compile)."""
 
     model: str = "MACE"
     train_file: str | None = None
@@ -65,8 +65,6 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(f"--valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        if self.compile and self.model != "MACE":
-            raise ValueError(f"--compile supports --model MACE only so far, got {self.model}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
 

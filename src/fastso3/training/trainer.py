@@ -185,10 +185,10 @@ class Trainer:
         self.train_set = fdata.GraphDataset(train_configs, config.r_max, numbers)
         self.valid_set = fdata.GraphDataset(valid_configs, config.r_max, numbers)
         self.model = _build_model(config, self.train_set, numbers).to(config.device)
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
-        if config.compile and self.distributed:
-            raise ValueError("--compile with several ranks is not supported yet; train on one process or eagerly")
+        # the compiled module's parameters are the model's, so DDP reduces their gradients as for the model
         self.compiled = models.compile_energy_and_forces(self.model) if config.compile else None
+        step_module = self.compiled if self.compiled is not None else self.model
+        self.ddp = torch.nn.parallel.DistributedDataParallel(step_module) if self.distributed else step_module
         self.sampler = _Order(len(self.train_set), config.batch_size, config.seed, self.rank, self.world)
         self.train_loader = torch.utils.data.DataLoader(self.train_set, batch_size=config.batch_size // self.world,
                                                         sampler=self.sampler, collate_fn=fdata.collate)  # fmt: skip
@@ -257,18 +257,18 @@ class Trainer:
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
-            value = float(loss.detach()) / self.world
+            value = float(loss.detach()) / self.world  # this rank's share of the whole batch's loss
             total, count = total + value, count + 1
             bar.update(1)
             bar.set_postfix(epoch=self.epoch, loss=f"{value:.4g}")
         if self.distributed:
             summed = torch.tensor([total], dtype=torch.float64)
-            torch.distributed.all_reduce(summed)
-            total = float(summed) / self.world
+            torch.distributed.all_reduce(summed)  # the shares add up to the whole batches' losses
+            total = float(summed)
         return total / max(count, 1)
 
     def _compiled_predict(self, batch: fdata.Batch) -> dict:
-        return self.compiled(batch.positions, batch.cell, batch.numbers, batch.edge_src, batch.edge_dst,
+        return self.ddp(batch.positions, batch.cell, batch.numbers, batch.edge_src, batch.edge_dst,
                              batch.shifts, batch.batch, batch.num_graphs)  # fmt: skip
 
     def run(self) -> dict:

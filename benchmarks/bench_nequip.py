@@ -11,8 +11,8 @@ neighbours per atom in the bulk (16 per atom at 64 atoms, most near the surface)
 
 Measurements: ``energy`` (forward) and ``energy+forces`` (forward and the gradient w.r.t. positions), with
 the graph built once outside the timed call; ``train``: one training step on forces at 1,024 atoms (a
-density of 22 neighbours in the bulk: 18,244 edges, the shape of issue 16's target): energy and forces (create_graph), the loss
-``E^2 + |F|^2``, its gradient w.r.t. the parameters and an Adam step.
+density of 22 neighbours in the bulk: 18,244 edges, the shape of issue 16's target): energy and forces
+(create_graph), the loss ``E^2 + |F|^2``, its gradient w.r.t. the parameters and an Adam step.
 
 Run: ``fastso3 bench nequip [--quick]``.
 """
@@ -78,7 +78,8 @@ def _train_step(model, energy, provider: str, pos, z, src, dst):
     optimizer = torch.optim.Adam(energy.parameters(), lr=1e-4)
     if provider == "fastso3-compiled":
         compiled = compile_energy_and_forces(model, stress=False)
-        graph = (torch.zeros(1, 3, 3), z, src, dst, torch.zeros(len(src), 3), torch.zeros(len(pos), dtype=torch.int64), 1)
+        no_cell = (torch.zeros(1, 3, 3), z, src, dst, torch.zeros(len(src), 3))
+        graph = (*no_cell, torch.zeros(len(pos), dtype=torch.int64), 1)
 
         def outputs():
             out = compiled(pos, *graph)

@@ -101,7 +101,7 @@ def _prepare_scatter(name: str, src, index, dim: int, dim_size):
     if dim_size is not None:
         if isinstance(dim_size, Tensor) and dim_size.numel() == 1 and not dim_size.is_floating_point():
             dim_size = int(dim_size)
-        if isinstance(dim_size, bool) or not isinstance(dim_size, int) or dim_size < 0:
+        if isinstance(dim_size, bool) or not isinstance(dim_size, (int, torch.SymInt)) or dim_size < 0:
             raise ValueError(f"{name}: dim_size must be a non-negative int or None, got {dim_size!r}")
     if index.numel() > 0 and not tracing():
         lo, hi = (int(v) for v in torch.aminmax(index))

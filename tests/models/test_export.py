@@ -16,9 +16,10 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
 from fastso3.calculator import FastSO3Calculator
+from fastso3.cli import main
 from fastso3.graph import neighbor_list
 from fastso3.kernels import tables
-from fastso3.models import ESCN, MACE, NequIP, export_potential, forces_and_stress, load_exported
+from fastso3.models import ESCN, MACE, NequIP, export_potential, forces_and_stress, save
 from fastso3.models.export import OUTPUTS, export_program
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}
@@ -121,8 +122,11 @@ torch.save({**out, "built": built, "tables": sorted(json.loads(potential.metadat
 
 @pytest.mark.slow
 def test_package_runs_in_a_fresh_process_from_its_tables(tmp_path):
-    model = nequip(torch.float32)
-    path = export_potential(model, tmp_path / "nequip.pt2", aoti=False)
+    """``fastso3 export --no-aoti --dtype float32`` of a saved float64 model, loaded where its tables were never
+    built."""
+    save(nequip(), tmp_path / "model.pt")
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "nequip.pt2"), "--no-aoti", "--dtype", "float32"]) == 0
+    model, path = nequip(torch.float32), tmp_path / "nequip.pt2"
     inputs = structure((2, 2, 1), 3, torch.float32)
     torch.save(inputs, tmp_path / "inputs.pt")
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
@@ -131,6 +135,13 @@ def test_package_runs_in_a_fresh_process_from_its_tables(tmp_path):
     out = torch.load(tmp_path / "out.pt")
     assert out["built"] == [name for name in out["tables"] if not name.startswith("symmetric_contraction:")]
     assert_equal_outputs(out, eager(model, *inputs), torch.float32)
+
+
+def test_cli_export_refuses_bad_paths(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "out.pt2")]) == 2
+    save(nequip(), tmp_path / "model.pt")
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "out.zip")]) == 2
+    assert "must end in .pt2" in capsys.readouterr().err
 
 
 def test_every_table_argument_is_known():

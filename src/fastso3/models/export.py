@@ -120,7 +120,7 @@ def export_potential(model: Potential, path: str | Path, *, aoti: bool = True, e
         raise ValueError(f"export_potential: the package's name must end in .pt2, got {path}")
     program = export_program(model, example, num_graphs)
     energies = model.atomic_energies.energies
-    metadata = {"format": FORMAT, "model": type(model).__name__, "config": model.config,
+    metadata = {"format": FORMAT, "model": type(model).__name__,
                 "dtype": str(energies.dtype).removeprefix("torch."), "device": str(energies.device),
                 "r_max": model.r_max, "atomic_numbers": model.species.atomic_numbers,
                 "num_graphs": int(program.example_inputs[0][1].shape[0]), "runtime": "aoti" if aoti else "export",

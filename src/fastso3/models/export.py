@@ -34,7 +34,8 @@ from ..kernels import tables
 from ._potential import Potential
 from .outputs import forces_and_stress
 
-__all__ = ["FORMAT", "INPUTS", "OUTPUTS", "ExportedPotential", "export_potential", "load_exported"]
+__all__ = ["FORMAT", "INPUTS", "OUTPUTS", "ExportedPotential", "example_inputs", "export_potential", "export_program",
+           "load_exported"]
 
 FORMAT = "fastso3-package/1"
 INPUTS = ("positions", "cell", "atomic_numbers", "edge_src", "edge_dst", "shifts", "batch")

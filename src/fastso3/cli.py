@@ -1,10 +1,12 @@
-"""The ``fastso3`` command line: ``fastso3 demo``, ``fastso3 bench NAME``, ``fastso3 check``.
+"""The ``fastso3`` command line: ``fastso3 demo``, ``fastso3 bench NAME``, ``fastso3 check``, ``fastso3 export``.
 
 * ``fastso3 demo`` walks through the library on a small random point cloud: spherical harmonics, Wigner
   D matrices, equivariance errors and a short timing against e3nn. It is a list of sections
   (:data:`DEMO_SECTIONS`); new features add a section with the :func:`demo_section` decorator.
 * ``fastso3 bench NAME [--quick] [--out DIR] [--dir DIR]`` runs ``benchmarks/bench_NAME.py`` from the source
   checkout (see ``benchmarks/harness.py``) and writes ``NAME.json`` and ``NAME.png``.
+* ``fastso3 export MODEL.pt OUT.pt2`` writes a saved model's energy, forces and stress as an AOTInductor package
+  (``fastso3.models.export_potential``) that ``FastSO3Calculator("OUT.pt2")`` runs.
 * ``fastso3 check`` prints an equivariance report (spherical harmonics, Wigner D, the SO(2) message and its
   degree-0 output) and exits non-zero if a check fails.
 """
@@ -695,6 +697,31 @@ def run_main_demo(minutes: float, output_dir: str, out: Callable[[str], None] = 
     return 0
 
 
+def run_export(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """``fastso3 export MODEL OUT``: the saved model ``MODEL`` as the package ``OUT`` (``.pt2``)."""
+    from fastso3.models import export_potential, load
+
+    try:
+        model = load(args.model, args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fastso3 export: {exc}", file=sys.stderr)
+        return 2
+    if args.dtype is not None:
+        model = model.to(getattr(torch, args.dtype))
+    t0 = time.perf_counter()
+    try:
+        path = export_potential(model, args.out, aoti=not args.no_aoti)
+    except ValueError as exc:
+        print(f"fastso3 export: {exc}", file=sys.stderr)
+        return 2
+    kind = "exported program (no AOTInductor)" if args.no_aoti else "AOTInductor package"
+    out(f"wrote {path}: {type(model).__name__} energy, forces and stress as an {kind}, "
+        f"{str(model.atomic_energies.energies.dtype).removeprefix('torch.')} on {args.device}, in "
+        f"{time.perf_counter() - t0:.0f} s; run it with FastSO3Calculator({str(path)!r}) (needs fastso3 and torch "
+        f"{torch.__version__}, not the model's file)")  # fmt: skip
+    return 0
+
+
 DEMO_EPOCHS = 50  # about 100 s on a quiet 2-core machine; the time limit stops it on a busier one
 
 
@@ -727,6 +754,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads before running")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
 
+    p = sub.add_parser("export", help="a saved model (fastso3.models.save, fastso3 train) as an AOTInductor .pt2 "
+                                      "package for FastSO3Calculator")  # fmt: skip
+    p.add_argument("model", help="the model file (e.g. run/model.pt)")
+    p.add_argument("out", help="the package to write (ending in .pt2)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the model's")
+    p.add_argument("--device", default="cpu", help="where the package runs (default cpu)")
+    p.add_argument("--no-aoti", action="store_true", help="store the exported program only (no C++ compile)")
+
     p = sub.add_parser(
         "check", help="equivariance report: spherical harmonics, Wigner D, SO(2) messages (non-zero exit on failure)"
     )
@@ -751,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "check":
         return run_check(lmax=args.lmax)
+    if args.command == "export":
+        return run_export(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

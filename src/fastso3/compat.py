@@ -248,8 +248,9 @@ class E3nnNequIP(torch.nn.Module):
     """The forward of a :class:`fastso3.models.NequIP` with every equivariant piece an e3nn 0.6.0 module carrying
     the model's weights (built once): the oracle of its tests and the peer of ``fastso3 bench nequip``.
 
-    ``forward(positions (N, 3), atomic_numbers (N,), edge_src (E,), edge_dst (E,)) -> energy ()`` of one
-    non-periodic structure, in the model's dtype; the convolution is e3nn's ``TensorProduct`` on the gathered
+    ``forward(positions (N, 3), atomic_numbers (N,), edge_src (E,), edge_dst (E,), shifts=None, cell=None) ->
+    energy ()`` of one structure, in the model's dtype (periodic with integer ``shifts (E, 3)`` and its ``cell``
+    ``(3, 3)`` or ``(1, 3, 3)``, as ``NequIP.forward``); the convolution is e3nn's ``TensorProduct`` on the gathered
     senders followed by ``index_add`` into the receivers.
     """
 
@@ -274,13 +275,15 @@ class E3nnNequIP(torch.nn.Module):
             }))  # fmt: skip
         self.readout = torch.nn.Sequential(*(to_e3nn(linear) for linear in model.readout))
 
-    def forward(self, positions, atomic_numbers, edge_src, edge_dst):
+    def forward(self, positions, atomic_numbers, edge_src, edge_dst, shifts=None, cell=None):
         from e3nn import o3 as e3nn_o3
 
         model = self.model
         species = model.species(atomic_numbers)
         onehot = torch.nn.functional.one_hot(species, model.num_species).to(positions.dtype)
         vec = positions[edge_dst] - positions[edge_src]
+        if shifts is not None:
+            vec = vec + shifts.to(vec.dtype) @ cell.reshape(3, 3)
         sh = e3nn_o3.spherical_harmonics(str(model.irreps_sh), vec, normalize=True, normalization="component")
         radial = model.radial_embedding(vec.norm(dim=-1))
         h = self.embedding(onehot)

@@ -26,7 +26,7 @@ from .mace import MACE
 from .nequip import NequIP
 from .outputs import forces_and_stress
 
-__all__ = ["CompiledEnergyForces", "compile_energy_and_forces"]
+__all__ = ["CompiledEnergyForces", "compile_energy_and_forces", "trace_energy_forces"]
 
 # Models whose compiled parameter gradients are tested against eager.
 SUPPORTED = (MACE, NequIP, ESCN)
@@ -43,6 +43,33 @@ def _reattach_saved_outputs(traced: torch.fx.GraphModule) -> torch.fx.GraphModul
     graph.eliminate_dead_code()
     traced.recompile()
     return traced
+
+
+def _state(model: Potential) -> tuple[dict, dict]:
+    return dict(model.named_parameters()), dict(model.named_buffers())
+
+
+def trace_energy_forces(model: Potential, inputs: tuple, num_graphs: int, *, stress: bool = True,
+                        create_graph: bool = True) -> torch.fx.GraphModule:  # fmt: skip
+    """``model``'s energy, forces and (with ``stress``) stress as one graph of aten and ``fastso3::`` ops, traced
+    with symbolic sizes at ``inputs`` = ``(positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)``
+    (any ``N`` and ``E`` afterwards; ``num_graphs`` fixed). The graph maps ``(params, buffers, *inputs)`` to
+    ``(energy, forces[, stress])``, ``params``/``buffers`` the dicts of ``named_parameters()``/``named_buffers()``;
+    ``create_graph`` keeps it differentiable in them (training) rather than first derivatives only (inference)."""
+
+    def energy_forces(params, buffers, positions, cell, numbers, edge_src, edge_dst, shifts, batch):
+        def energy(p, c):
+            args = (p, numbers, edge_src, edge_dst, shifts, c, batch, num_graphs)
+            return torch.func.functional_call(model, (params, buffers), args)
+
+        out = forces_and_stress(energy, positions, cell, batch, stress=stress, create_graph=create_graph)
+        return tuple(out[k] for k in ("energy", "forces", "stress") if k in out)
+
+    params, buffers = _state(model)
+    if not create_graph:
+        params, buffers = ({k: v.detach() for k, v in d.items()} for d in (params, buffers))
+    with fx_config.patch(use_duck_shape=False):
+        return _reattach_saved_outputs(make_fx(energy_forces, tracing_mode="symbolic")(params, buffers, *inputs))
 
 
 class CompiledEnergyForces(torch.nn.Module):
@@ -64,34 +91,18 @@ class CompiledEnergyForces(torch.nn.Module):
         self.model, self.stress, self.backend = model, stress, backend
         self._graphs: dict[int, object] = {}
 
-    def _inputs(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch) -> tuple:
-        params, buffers = dict(self.model.named_parameters()), dict(self.model.named_buffers())
-        return (params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
-
     def traced(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch,
                num_graphs: int) -> torch.fx.GraphModule:  # fmt: skip
-        """The uncompiled graph for ``num_graphs`` structures, traced at these inputs (any ``N`` and ``E``):
-        ``(params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch) -> (energy,
-        forces[, stress])`` with ``params``/``buffers`` the dicts of ``model.named_parameters()``/``named_buffers()``."""
-
-        def energy_forces(params, buffers, positions, cell, numbers, edge_src, edge_dst, shifts, batch):
-            def energy(p, c):
-                args = (p, numbers, edge_src, edge_dst, shifts, c, batch, num_graphs)
-                return torch.func.functional_call(self.model, (params, buffers), args)
-
-            out = forces_and_stress(energy, positions, cell, batch, stress=self.stress, create_graph=True)
-            return tuple(out[k] for k in ("energy", "forces", "stress") if k in out)
-
-        example = self._inputs(positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
-        with fx_config.patch(use_duck_shape=False):
-            return _reattach_saved_outputs(make_fx(energy_forces, tracing_mode="symbolic")(*example))
+        """The uncompiled graph for ``num_graphs`` structures (:func:`trace_energy_forces` with second derivatives)."""
+        return trace_energy_forces(self.model, (positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch),
+                                   num_graphs, stress=self.stress, create_graph=True)  # fmt: skip
 
     def forward(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch, num_graphs: int) -> dict:
         graph_inputs = (positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
         if num_graphs not in self._graphs:
             traced = self.traced(*graph_inputs, num_graphs)
             self._graphs[num_graphs] = torch.compile(traced, backend=self.backend, dynamic=True, fullgraph=True)
-        return dict(zip(("energy", "forces", "stress"), self._graphs[num_graphs](*self._inputs(*graph_inputs))))
+        return dict(zip(("energy", "forces", "stress"), self._graphs[num_graphs](*_state(self.model), *graph_inputs)))
 
 
 def compile_energy_and_forces(model: Potential, stress: bool = True, backend: str = "inductor") -> CompiledEnergyForces:

@@ -8,8 +8,8 @@ The program maps
 
 (``Potential.forward``'s inputs, ``forces_and_stress``'s outputs) for any number of atoms ``N`` and edges ``E``
 (``torch.export.Dim``) and the number of structures ``G`` fixed at export (1 by default). ``torch.export`` cannot
-trace ``autograd.grad``, so, as :mod:`.compiled` does, ``make_fx`` with symbolic shapes traces energy -> forces ->
-stress into one graph of aten and ``fastso3::`` ops, and that graph is exported.
+trace ``autograd.grad``, so :func:`.compiled.trace_energy_forces` (``make_fx`` with symbolic shapes) traces energy ->
+forces -> stress into one graph of aten and ``fastso3::`` ops, and that graph is exported.
 
 What loading needs: Python with this torch version and ``fastso3`` (the ``fastso3::`` ops are Python
 ``torch.library`` ops, which AOTInductor calls back through its proxy executor; :func:`load_exported` imports and
@@ -25,14 +25,12 @@ import json
 from pathlib import Path
 
 import torch
-import torch.fx.experimental._config as fx_config
 from torch.export.pt2_archive._package import load_pt2, package_pt2
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from ..graph import neighbor_list
 from ..kernels import tables
 from ._potential import Potential
-from .outputs import forces_and_stress
+from .compiled import trace_energy_forces
 
 __all__ = ["FORMAT", "INPUTS", "OUTPUTS", "ExportedPotential", "example_inputs", "export_potential", "export_program",
            "load_exported"]
@@ -46,15 +44,16 @@ _METADATA = "fastso3.json"
 class _Program(torch.nn.Module):
     """The traced energy -> forces -> stress graph with the model's parameters and buffers as its buffers."""
 
-    def __init__(self, traced: torch.fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+    def __init__(self, traced: torch.fx.GraphModule, params: dict, buffers: dict) -> None:
         super().__init__()
-        self.traced, self.names = traced, list(state)
-        for i, value in enumerate(state.values()):
+        self.traced, self.names = traced, (list(params), list(buffers))
+        for i, value in enumerate([*params.values(), *buffers.values()]):
             self.register_buffer(f"state_{i}", value.detach().clone())
 
     def forward(self, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch):
-        state = {name: getattr(self, f"state_{i}") for i, name in enumerate(self.names)}
-        return self.traced(state, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
+        values = iter(getattr(self, f"state_{i}") for i in range(sum(map(len, self.names))))
+        params, buffers = ({name: next(values) for name in names} for names in self.names)
+        return self.traced(params, buffers, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch)
 
 
 def example_inputs(model: Potential, num_graphs: int = 1, atoms: int = 6, seed: int = 0) -> tuple:
@@ -80,23 +79,11 @@ def export_program(model: Potential, example: tuple | None = None, num_graphs: i
     numbers of atoms and edges. ``example``: inputs in :data:`INPUTS` order (default :func:`example_inputs`);
     its cell's first dimension sets ``G``."""
     example = example_inputs(model, num_graphs) if example is None else tuple(example)
-    graphs = example[1].shape[0]
-    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-
-    def energy_forces(state, positions, cell, atomic_numbers, edge_src, edge_dst, shifts, batch):
-        def energy(p, c):
-            args = (p, atomic_numbers, edge_src, edge_dst, shifts, c, batch, graphs)
-            return torch.func.functional_call(model, state, args)
-
-        out = forces_and_stress(energy, positions, cell, batch)
-        return tuple(out[key] for key in OUTPUTS)
-
-    # duck shaping off: a number of atoms equal to the number of edges (or a parameter's size) stays its own symbol
-    with fx_config.patch(use_duck_shape=False):
-        traced = make_fx(energy_forces, tracing_mode="symbolic")({k: v.detach() for k, v in state.items()}, *example)
+    traced = trace_energy_forces(model, example, example[1].shape[0], create_graph=False)
+    program = _Program(traced, dict(model.named_parameters()), dict(model.named_buffers())).eval()
     atoms, edges = torch.export.Dim("atoms", min=1), torch.export.Dim("edges", min=0)
     dynamic = ({0: atoms}, None, {0: atoms}, {0: edges}, {0: edges}, {0: edges}, {0: atoms})
-    return torch.export.export(_Program(traced, state).eval(), example, dynamic_shapes=dynamic, strict=False)
+    return torch.export.export(program, example, dynamic_shapes=dynamic, strict=False)
 
 
 def export_potential(model: Potential, path: str | Path, *, aoti: bool = True, example: tuple | None = None,

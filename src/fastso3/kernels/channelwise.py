@@ -75,6 +75,17 @@ def _layout(name: str, slot: int, device: torch.device):
     return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device) for a in (base, step, flat))
 
 
+@functools.cache
+def _entries(name: str, roles: tuple[int, ...], kind: str, device: torch.device, dtype: torch.dtype):
+    """The table's (out, a, b, c) index arrays and coefficients in ``roles`` order, sorted for the CPU kernels'
+    runs: by output row, then b row, then a row (channeled output); by b row, d row, a row, then output (scalar)."""
+    slots, coef, _ = _TABLES[name]
+    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[1], roles[3], roles[2])
+    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
+    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
+    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
+
+
 def _dim(name: str, slot: int) -> int:
     return _TABLES[name][2][slot][3]
 
@@ -101,8 +112,9 @@ def _check(op: str, a, b, c, name: str, roles: list[int], backend: str) -> None:
 
 
 def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch.Tensor:
-    io, ia, ib, ic, coef = _tensors(name, tuple(roles), a.device, a.dtype)
     z, n_out = a.shape[0], _dim(name, roles[0])
+    io, ia, ib, ic, coef = (_entries(name, tuple(roles), kind, a.device, a.dtype) if backend == "cpu"
+                            else _tensors(name, tuple(roles), a.device, a.dtype))  # fmt: skip
     channeled = [0, 1, 2] if kind == "scalar" else [0, 1]  # which of (a, b, c) carry channels
     if backend == "reference":
         rows = [t[:, _layout(name, roles[1 + i], t.device)[2]] if i in channeled else t for i, t in enumerate((a, b, c))]

@@ -114,7 +114,10 @@ def _check(op: str, a, b, c, name: str, roles: list[int], backend: str) -> None:
         check_shape(op, label, t, (a.shape[0], _dim(name, slot)))
 
 
-def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch.Tensor:
+def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The table op; ``out``: an optional contiguous ``(Z, n_out)`` tensor to write the result into."""
+    if out is not None and backend != "cpu":
+        return out.copy_(_run(kind, a, b, c, name, roles, backend))
     z, n_out = a.shape[0], _dim(name, roles[0])
     io, ia, ib, ic, coef = (_entries(name, tuple(roles), kind, a.device, a.dtype) if backend == "cpu"
                             else _tensors(name, tuple(roles), a.device, a.dtype))  # fmt: skip
@@ -138,7 +141,7 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch
     from .cpu.loader import load_library
 
     a, b, c = a.contiguous(), b.contiguous(), c.contiguous()
-    out = a.new_empty(z, n_out)
+    out = a.new_empty(z, n_out) if out is None else out
 
     def described(t, slot):
         base, step, _ = _layout(name, slot, t.device)
@@ -243,10 +246,11 @@ _SLOT_ROLES = {0: ("channeled", [0, 1, 3, 2]), 1: ("channeled", [1, 0, 3, 2]), 2
 _BLOCK_BYTES = 1 << 21
 
 
-def _contract(by_slot: list, slot: int, table: str, backend: str) -> torch.Tensor:
-    """The 4-linear form of ``table`` contracted into ``slot`` (0 out, 1 x1, 2 x2, 3 w) from the other three."""
+def _contract(by_slot: list, slot: int, table: str, backend: str, out: torch.Tensor) -> torch.Tensor:
+    """The 4-linear form of ``table`` contracted into ``slot`` (0 out, 1 x1, 2 x2, 3 w) from the other three,
+    written into ``out``."""
     kind, roles = _SLOT_ROLES[slot]
-    return _run(kind, *(by_slot[r] for r in roles[1:]), table, roles, backend)
+    return _run(kind, *(by_slot[r] for r in roles[1:]), table, roles, backend, out)
 
 
 def _check_factored(slots: list, outputs: list, table: str) -> None:
@@ -276,16 +280,19 @@ def _factored_blocks(slots: list, outputs: list, table: str, backend: str, block
     g, x1, x2, h, m = slots
     z = x1.shape[0]
     outs = {s: (x1.new_zeros if s == 4 else x1.new_empty)(_factored_shape(slots, s, table)) for s in outputs}
+    # one weight buffer for every block: results go straight into the outputs' rows (no per-block allocation)
+    w_buffer = x1.new_empty(min(block, z), m.shape[1])
     for b0 in range(0, z, block):
         rows = slice(b0, min(b0 + block, z))
+        w = w_buffer[: rows.stop - b0]
         by_slot = [None if g is None else g[rows], x1[rows], x2[rows], None]
         if any(s < 3 for s in outputs):
-            by_slot[3] = h[rows] @ m
+            by_slot[3] = torch.mm(h[rows], m, out=w)
         for s in outputs:
             if s < 3:
-                outs[s][rows] = _contract(by_slot, s, table, backend)
+                _contract(by_slot, s, table, backend, outs[s][rows])
         if 3 in outputs or 4 in outputs:
-            dw = _contract(by_slot, 3, table, backend)
+            dw = _contract(by_slot, 3, table, backend, w)  # w is not read after this
             if 3 in outputs:
                 torch.mm(dw, m.T, out=outs[3][rows])
             if 4 in outputs:

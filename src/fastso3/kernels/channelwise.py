@@ -18,6 +18,7 @@ keeps constant tensors out of traced graphs.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import numpy as np
@@ -141,7 +142,7 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str, out: tor
     from .cpu.loader import load_library
 
     a, b, c = a.contiguous(), b.contiguous(), c.contiguous()
-    out = a.new_empty(z, n_out) if out is None else out
+    out = new_output(z, n_out, like=a) if out is None else out
 
     def described(t, slot):
         base, step, _ = _layout(name, slot, t.device)
@@ -154,6 +155,20 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str, out: tor
     fn(*ops[0], *ops[1], *ops[2], *target, z, _channels(name), coef.numel(), io.data_ptr(), ia.data_ptr(),
        ib.data_ptr(), ic.data_ptr(), coef.data_ptr(), torch.get_num_threads())  # fmt: skip
     return out
+
+
+_HUGE_PAGE_BYTES = 1 << 23  # outputs from 8 MiB get huge-page advice before their first touch
+
+
+def new_output(*shape: int, like: torch.Tensor, zeros: bool = False, advise: bool = True) -> torch.Tensor:
+    """A fresh tensor like ``like`` for a CPU kernel to fill: from 8 MiB (and ``advise``), advised to use
+    transparent huge pages before anything touches it (``fastso3_advise_huge_pages``). ``zeros``: zero-filled."""
+    out = like.new_empty(shape)
+    if advise and out.numel() * out.element_size() >= _HUGE_PAGE_BYTES:
+        from .cpu.loader import library_function
+
+        library_function("fastso3_advise_huge_pages", ctypes.c_void_p, ctypes.c_int64)(out.data_ptr(), out.numel() * out.element_size())
+    return out.zero_() if zeros else out
 
 
 @torch.library.custom_op("fastso3::cw_channeled", mutates_args=())
@@ -279,7 +294,8 @@ def _factored_blocks(slots: list, outputs: list, table: str, backend: str, block
     ``dW`` exist only for the block, projected at once (``dh = dW M^T``, ``dM += h^T dW`` in block order)."""
     g, x1, x2, h, m = slots
     z = x1.shape[0]
-    outs = {s: (x1.new_zeros if s == 4 else x1.new_empty)(_factored_shape(slots, s, table)) for s in outputs}
+    outs = {s: new_output(*_factored_shape(slots, s, table), like=x1, zeros=s == 4, advise=backend == "cpu")
+            for s in outputs}  # fmt: skip
     # one weight buffer for every block: results go straight into the outputs' rows (no per-block allocation)
     w_buffer = x1.new_empty(min(block, z), m.shape[1])
     for b0 in range(0, z, block):

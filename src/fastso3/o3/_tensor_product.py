@@ -57,7 +57,7 @@ class FactoredWeight(NamedTuple):
     * ``matrix``: ``(H, weight_numel)``, the inputs' dtype.
 
     A fully connected (``uvw``) product applies ``matrix`` inside its kernel, and a channel-wise (``uvu``)
-    product forms the weights of a block of samples at a time (about 2 MiB, in cache), so the
+    product forms the weights of a block of samples at a time (up to 16 MiB, in cache), so the
     ``(..., weight_numel)`` weights and their gradient are never stored (on CPU; the Triton backend multiplies
     the factors first); other products multiply the factors first. Either way the result is
     ``forward(x, y, hidden @ matrix)``.

@@ -209,7 +209,7 @@ def _checks(quick: bool):
         for name, make, n in _configs(quick):
             tp, ours, (x1, x2, w) = _build(make, min(n, 200))
             args = (x1, x2) if w is None else (x1, x2, w)
-            out[f"max_abs_diff_{name}"] = float((tp(*args) - ours(*args)).abs().max())
+            out[f"max_abs_diff_{name}"] = float((tp(*args) - ours(*args)).detach().abs().max())
         return out
 
     return checks

@@ -80,6 +80,24 @@ def test_kernel_chunks_tiles_and_strided_rows_match_reference(dtype, channels, l
         torch.testing.assert_close(ours, theirs, **tol)
 
 
+def test_results_do_not_depend_on_the_thread_count():
+    fast, _ = modules(dtype=torch.float32, channels=19, lmax=2)
+    x, y, w = (t.requires_grad_() for t in inputs(fast, batch=(40,), dtype=torch.float32))
+    g = torch.randn(40, fast.irreps_out.dim)
+
+    def run(threads):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = fast(x, y, w)
+            return (out, *torch.autograd.grad(out, (x, y, w), g))
+        finally:
+            torch.set_num_threads(previous)
+
+    for one, two in zip(run(1), run(2)):
+        assert torch.equal(one, two)  # one thread per sample: the same sums in the same order
+
+
 def test_float32_within_reference_precision():
     fast32, ref32 = modules(dtype=torch.float32, channels=8, lmax=3)
     _, ref64 = modules(dtype=torch.float64, channels=8, lmax=3)

@@ -164,10 +164,11 @@ def new_output(*shape: int, like: torch.Tensor, zeros: bool = False, advise: boo
     """A fresh tensor like ``like`` for a CPU kernel to fill: from 8 MiB (and ``advise``), advised to use
     transparent huge pages before anything touches it (``fastso3_advise_huge_pages``). ``zeros``: zero-filled."""
     out = like.new_empty(shape)
-    if advise and out.numel() * out.element_size() >= _HUGE_PAGE_BYTES:
+    size = out.numel() * out.element_size()
+    if advise and size >= _HUGE_PAGE_BYTES:
         from .cpu.loader import library_function
 
-        library_function("fastso3_advise_huge_pages", ctypes.c_void_p, ctypes.c_int64)(out.data_ptr(), out.numel() * out.element_size())
+        library_function("fastso3_advise_huge_pages", ctypes.c_void_p, ctypes.c_int64)(out.data_ptr(), size)
     return out.zero_() if zeros else out
 
 

@@ -18,6 +18,7 @@ keeps constant tensors out of traced graphs.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import numpy as np
@@ -25,10 +26,13 @@ import torch
 
 from . import registry
 from ._checks import backend_for, check_shape, same_floats
+from ._multilinear import register_multilinear_autograd
 
 __all__ = [
     "SCALAR_SLOT",
+    "channelwise_factored_tensor_product",
     "channelwise_tensor_product",
+    "cw_factored_op",
     "cw_channeled_op",
     "cw_scalar_op",
     "register_channelwise_plan",
@@ -75,6 +79,17 @@ def _layout(name: str, slot: int, device: torch.device):
     return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device) for a in (base, step, flat))
 
 
+@functools.cache
+def _entries(name: str, roles: tuple[int, ...], kind: str, device: torch.device, dtype: torch.dtype):
+    """The table's (out, a, b, c) index arrays and coefficients in ``roles`` order, sorted for the CPU kernels'
+    runs: by output row, then b row, then a row (channeled output); by b row, d row, a row, then output (scalar)."""
+    slots, coef, _ = _TABLES[name]
+    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[1], roles[3], roles[2])
+    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
+    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
+    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
+
+
 def _dim(name: str, slot: int) -> int:
     return _TABLES[name][2][slot][3]
 
@@ -100,9 +115,13 @@ def _check(op: str, a, b, c, name: str, roles: list[int], backend: str) -> None:
         check_shape(op, label, t, (a.shape[0], _dim(name, slot)))
 
 
-def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch.Tensor:
-    io, ia, ib, ic, coef = _tensors(name, tuple(roles), a.device, a.dtype)
+def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The table op; ``out``: an optional contiguous ``(Z, n_out)`` tensor to write the result into."""
+    if out is not None and backend != "cpu":
+        return out.copy_(_run(kind, a, b, c, name, roles, backend))
     z, n_out = a.shape[0], _dim(name, roles[0])
+    io, ia, ib, ic, coef = (_entries(name, tuple(roles), kind, a.device, a.dtype) if backend == "cpu"
+                            else _tensors(name, tuple(roles), a.device, a.dtype))  # fmt: skip
     channeled = [0, 1, 2] if kind == "scalar" else [0, 1]  # which of (a, b, c) carry channels
     if backend == "reference":
         rows = [t[:, _layout(name, roles[1 + i], t.device)[2]] if i in channeled else t for i, t in enumerate((a, b, c))]
@@ -123,7 +142,7 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch
     from .cpu.loader import load_library
 
     a, b, c = a.contiguous(), b.contiguous(), c.contiguous()
-    out = a.new_empty(z, n_out)
+    out = new_output(z, n_out, like=a) if out is None else out
 
     def described(t, slot):
         base, step, _ = _layout(name, slot, t.device)
@@ -136,6 +155,21 @@ def _run(kind: str, a, b, c, name: str, roles: list[int], backend: str) -> torch
     fn(*ops[0], *ops[1], *ops[2], *target, z, _channels(name), coef.numel(), io.data_ptr(), ia.data_ptr(),
        ib.data_ptr(), ic.data_ptr(), coef.data_ptr(), torch.get_num_threads())  # fmt: skip
     return out
+
+
+_HUGE_PAGE_BYTES = 1 << 23  # outputs from 8 MiB get huge-page advice before their first touch
+
+
+def new_output(*shape: int, like: torch.Tensor, zeros: bool = False, advise: bool = True) -> torch.Tensor:
+    """A fresh tensor like ``like`` for a CPU kernel to fill: from 8 MiB (and ``advise``), advised to use
+    transparent huge pages before anything touches it (``fastso3_advise_huge_pages``). ``zeros``: zero-filled."""
+    out = like.new_empty(shape)
+    size = out.numel() * out.element_size()
+    if advise and size >= _HUGE_PAGE_BYTES:
+        from .cpu.loader import library_function
+
+        library_function("fastso3_advise_huge_pages", ctypes.c_void_p, ctypes.c_int64)(out.data_ptr(), size)
+    return out.zero_() if zeros else out
 
 
 @torch.library.custom_op("fastso3::cw_channeled", mutates_args=())
@@ -215,3 +249,113 @@ def channelwise_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight:
     -> ``(Z, irreps_out.dim)``. One table op; every derivative is the same pair of kernels.
     """
     return cw_channeled_op(x1, weight, x2, _plan_table_name(plan), [0, 1, 3, 2], backend)
+
+
+# --- per-sample weights as two factors ``w = h @ M`` (a radial MLP's last hidden layer and last linear layer) ---
+
+FACTOR_SLOTS = 5  # g, x1, x2, h, M: F(g, x1, x2, h M) is a 5-linear form, contracted by one op into any slots
+# roles (out, a, b, c) of the table op that contracts the 4-linear form into each of its slots
+_SLOT_ROLES = {0: ("channeled", [0, 1, 3, 2]), 1: ("channeled", [1, 0, 3, 2]), 2: ("scalar", [2, 0, 1, 3]),
+               3: ("channeled", [3, 1, 0, 2])}  # fmt: skip
+# Samples per block of the CPU path: the block's weights (up to 16 MiB, half this machine's L3) stay in cache
+# between the GEMM that forms them and the kernels that read them, and the (Z, weight_numel) weights are never
+# stored. Smaller blocks measured slower on 2 loaded cores (MACE-L, 4000 edges: 2 MiB blocks 4x the time of
+# one block): each block is a few parallel regions, and each waits for a preempted thread.
+_BLOCK_BYTES = 1 << 24
+
+
+def _contract(by_slot: list, slot: int, table: str, backend: str, out: torch.Tensor) -> torch.Tensor:
+    """The 4-linear form of ``table`` contracted into ``slot`` (0 out, 1 x1, 2 x2, 3 w) from the other three,
+    written into ``out``."""
+    kind, roles = _SLOT_ROLES[slot]
+    return _run(kind, *(by_slot[r] for r in roles[1:]), table, roles, backend, out)
+
+
+def _check_factored(slots: list, outputs: list, table: str) -> None:
+    """What the kernels will read: slots present, one dtype and device, matching shapes."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in range(FACTOR_SLOTS) for s in outputs):
+        raise ValueError(f"cw_factored: outputs must be distinct slots among 0..4, got {outputs}")
+    if any(t is None for t in slots[1:]) or (slots[0] is None and outputs != [0]):
+        raise ValueError("cw_factored: x1, x2, h and m are required; g may be None only for outputs == [0]")
+    same_floats("cw_factored", **dict(zip(("g", "x1", "x2", "h", "m"), slots)))
+    if table not in _TABLES:
+        raise ValueError(f"cw_factored: unknown table {table!r}")
+    z, nh = slots[3].shape if slots[3].dim() == 2 else (-1, -1)
+    expected = [(z, _dim(table, 0)), (z, _dim(table, 1)), (z, _dim(table, 2)), (z, nh), (nh, _dim(table, 3))]
+    for name, t, shape in zip(("g", "x1", "x2", "h", "m"), slots, expected):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"cw_factored: {name} must have shape {shape} (Z, H from h), got {tuple(t.shape)}")
+
+
+def _factored_shape(slots: list, s: int, table: str) -> tuple:
+    z, nh = slots[3].shape
+    return (z, _dim(table, s)) if s < 3 else ((z, nh) if s == 3 else (nh, _dim(table, 3)))
+
+
+def _factored_blocks(slots: list, outputs: list, table: str, backend: str, block: int) -> list:
+    """The contractions over blocks of ``block`` samples: per block, ``w = h M`` and the weight gradient
+    ``dW`` exist only for the block, projected at once (``dh = dW M^T``, ``dM += h^T dW`` in block order)."""
+    g, x1, x2, h, m = slots
+    z = x1.shape[0]
+    outs = {s: new_output(*_factored_shape(slots, s, table), like=x1, zeros=s == 4, advise=backend == "cpu")
+            for s in outputs}  # fmt: skip
+    # one weight buffer for every block: results go straight into the outputs' rows (no per-block allocation)
+    w_buffer = x1.new_empty(min(block, z), m.shape[1])
+    for b0 in range(0, z, block):
+        rows = slice(b0, min(b0 + block, z))
+        w = w_buffer[: rows.stop - b0]
+        by_slot = [None if g is None else g[rows], x1[rows], x2[rows], None]
+        if any(s < 3 for s in outputs):
+            by_slot[3] = torch.mm(h[rows], m, out=w)
+        for s in outputs:
+            if s < 3:
+                _contract(by_slot, s, table, backend, outs[s][rows])
+        if 3 in outputs or 4 in outputs:
+            dw = _contract(by_slot, 3, table, backend, w)  # w is not read after this
+            if 3 in outputs:
+                torch.mm(dw, m.T, out=outs[3][rows])
+            if 4 in outputs:
+                outs[4].addmm_(h[rows].T, dw)
+    return [outs[s] for s in outputs]
+
+
+@torch.library.custom_op("fastso3::cw_factored", mutates_args=())
+def cw_factored_op(
+    g: torch.Tensor | None, x1: torch.Tensor, x2: torch.Tensor, h: torch.Tensor, m: torch.Tensor, table: str,
+    outputs: list[int], backend: str,
+) -> list[torch.Tensor]:  # fmt: skip
+    """The contractions of ``F(g, x1, x2, h, M)`` (``w = h M`` in the table's weight slot) into ``outputs``.
+
+    g: ``(Z, dim_out)`` or None (only when ``outputs == [0]``), x1: ``(Z, dim1)``, x2: ``(Z, dim2)``,
+    h: ``(Z, H)``, m: ``(H, weight_numel)``, one dtype -> one tensor per output slot, shaped like that slot.
+    ``"cpu"`` works on blocks of samples (up to 16 MiB of weights, ``_BLOCK_BYTES``); ``"reference"`` and ``"triton"`` multiply
+    the factors first (the reference twin: ``w = h M``, the plain contractions, ``dh = dW M^T``, ``dM = h^T dW``).
+    """
+    slots = [g, x1, x2, h, m]
+    _check_factored(slots, outputs, table)
+    backend_for("channelwise_tensor_product", backend, x1)
+    registry.record("channelwise_tensor_product", backend)
+    slots = [None if t is None else t.contiguous() for t in slots]
+    z = x1.shape[0]
+    block = max(1, _BLOCK_BYTES // max(1, m.shape[1] * m.element_size())) if backend == "cpu" else max(z, 1)
+    return _factored_blocks(slots, outputs, table, backend, block)
+
+
+@cw_factored_op.register_fake
+def _(g, x1, x2, h, m, table, outputs, backend):
+    slots = [g, x1, x2, h, m]
+    _check_factored(slots, outputs, table)
+    return [x1.new_empty(_factored_shape(slots, s, table)) for s in outputs]
+
+
+register_multilinear_autograd(cw_factored_op, FACTOR_SLOTS)
+
+
+def channelwise_factored_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, hidden: torch.Tensor,
+                                        matrix: torch.Tensor, backend: str) -> torch.Tensor:  # fmt: skip
+    """A registered channel-wise plan with per-sample weights ``hidden @ matrix``, never stored whole on CPU.
+
+    x1: ``(Z, irreps_in1.dim)``, x2: ``(Z, irreps_in2.dim)``, hidden: ``(Z, H)``, matrix: ``(H, weight_numel)``;
+    one dtype -> ``(Z, irreps_out.dim)``.
+    """
+    return cw_factored_op(None, x1, x2, hidden, matrix, _plan_table_name(plan), [0], backend)[0]

@@ -39,6 +39,7 @@ from .channelwise import (
     SCALAR_SLOT,
     _channels,
     _dim,
+    _entries,
     _layout,
     check_table_roles,
     _run,
@@ -111,17 +112,6 @@ def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str,
     for t, slot in zip(tensors, roles[1:]):
         check_shape(op, _OPERAND_NAMES[slot], t, (_rows(slot, index, ptr, edges), _dim(table, slot)))
     return edges
-
-
-@functools.cache
-def _entries(name: str, roles: tuple[int, ...], kind: str, device: torch.device, dtype: torch.dtype):
-    """The table's (out, a, b, c) index arrays and coefficients in ``roles`` order, sorted for the kernel's runs:
-    by output row, then b row, then a row (channeled output); by b row, then d row, then output (scalar)."""
-    slots, coef, _ = _TABLES[name]
-    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[3], roles[2])
-    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
-    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
-    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from ..core.tensor_product_builders import (
 from ..core.channelwise import is_channelwise
 from ..kernels import registry
 from ..core.uvw import is_uvw
-from ..kernels.channelwise import channelwise_tensor_product, register_channelwise_plan
+from ..kernels.channelwise import channelwise_factored_tensor_product, channelwise_tensor_product, register_channelwise_plan
 from ..kernels.uvw import register_uvw_plan, uvw_factored_tensor_product, uvw_tensor_product
 from ..kernels.reference.tensor_product import tensor_product, tensor_product_right
 
@@ -56,9 +56,11 @@ class FactoredWeight(NamedTuple):
     * ``hidden``: ``(..., H)``, batch dimensions broadcast with the tensor product's inputs;
     * ``matrix``: ``(H, weight_numel)``, the inputs' dtype.
 
-    A fully connected (``uvw``) product applies ``matrix`` inside its kernel, so the ``(..., weight_numel)``
-    weights and their gradient are never stored (on CPU; the Triton backend multiplies the factors first);
-    other products multiply the factors first. Either way the result is ``forward(x, y, hidden @ matrix)``.
+    A fully connected (``uvw``) product applies ``matrix`` inside its kernel, and a channel-wise (``uvu``)
+    product forms the weights of a block of samples at a time (up to 16 MiB, in cache), so the
+    ``(..., weight_numel)`` weights and their gradient are never stored (on CPU; the Triton backend multiplies
+    the factors first); other products multiply the factors first. Either way the result is
+    ``forward(x, y, hidden @ matrix)``.
     """
 
     hidden: torch.Tensor
@@ -101,7 +103,8 @@ def _kernel_forward(
         return t.expand(*batch, t.shape[-1]).reshape(z, t.shape[-1])
 
     if factored:
-        out = uvw_factored_tensor_product(plan, flat(x), flat(y), flat(w.hidden), w.matrix, backend)
+        factored_product = uvw_factored_tensor_product if kernel == "uvw" else channelwise_factored_tensor_product
+        out = factored_product(plan, flat(x), flat(y), flat(w.hidden), w.matrix, backend)
     elif kernel == "channelwise":
         out = channelwise_tensor_product(plan, flat(x), flat(y), flat(w), backend)
     else:
@@ -369,7 +372,7 @@ class TensorProduct(torch.nn.Module):
         self._check_dtype(x.dtype)
         if isinstance(weight, FactoredWeight):
             weight = self._check_factored(weight, x)
-            if self._kernel == "uvw":
+            if self._kernel in ("uvw", "channelwise"):
                 return _kernel_forward(self._kernel, self.plan, x, y, weight, False, self._run_backend(x))
             weight = weight.materialize()
         w = self._get_weights(weight, x.dtype)

@@ -202,94 +202,6 @@ void normalize_vjp(const T* __restrict x, const T* __restrict g, T* __restrict o
     }
 }
 
-// Channel-wise contractions over a table of entries (four index slots and a coefficient), C channels.
-// The tensor product z_u = sum c x_u y w_u of mode uvu and all its derivatives are these two kernels with
-// the slots in different roles:
-//   channeled output: out[o, u] = sum_e c[e] * a[ia[e], u] * b[ib[e], u] * s[is[e]]
-//   scalar output:    out[o]    = sum_e c[e] * sum_u a[ia[e], u] * b[ib[e], u] * d[id[e], u]
-// Row r, channel u of a channeled tensor of sample z lives at ptr[z * stride + base[r] + u * step[r]]
-// (e3nn's mul_ir blocks: step = 2l+1; channels innermost: base = r C, step = 1). Each sample's rows are
-// gathered into channels-innermost scratch, so the entry loop runs on contiguous, cached channels.
-struct Channeled {
-    const void* ptr;
-    int64_t stride, rows;
-    const int64_t* base;
-    const int64_t* step;
-};
-
-template <typename T>
-inline void gather_rows(const Channeled& t, int64_t z, int64_t nc, T* __restrict dst) {
-    const T* src = static_cast<const T*>(t.ptr) + z * t.stride;
-    for (int64_t r = 0; r < t.rows; ++r) {
-        const T* p = src + t.base[r];
-        const int64_t st = t.step[r];
-        for (int64_t u = 0; u < nc; ++u) dst[r * nc + u] = p[u * st];
-    }
-}
-
-template <typename T>
-void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, Channeled out, int64_t nz, int64_t nc,
-                  int64_t nnz, const int64_t* io, const int64_t* ia, const int64_t* ib, const int64_t* is,
-                  const T* coef, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
-    {
-        std::vector<T> scratch((a.rows + b.rows + out.rows) * nc);
-        T* __restrict la = scratch.data();
-        T* __restrict lb = la + a.rows * nc;
-        T* __restrict lo = lb + b.rows * nc;
-#pragma omp for schedule(static)
-        for (int64_t z = 0; z < nz; ++z) {
-            gather_rows(a, z, nc, la);
-            gather_rows(b, z, nc, lb);
-            std::memset(lo, 0, sizeof(T) * out.rows * nc);
-            for (int64_t e = 0; e < nnz; ++e) {
-                const T w = coef[e] * sc[z * ns + is[e]];
-                T* __restrict dst = lo + io[e] * nc;
-                const T* __restrict pa = la + ia[e] * nc;
-                const T* __restrict pb = lb + ib[e] * nc;
-#pragma omp simd
-                for (int64_t u = 0; u < nc; ++u) dst[u] += w * pa[u] * pb[u];
-            }
-            T* dst = static_cast<T*>(const_cast<void*>(out.ptr)) + z * out.stride;
-            for (int64_t r = 0; r < out.rows; ++r) {
-                T* p = dst + out.base[r];
-                const int64_t st = out.step[r];
-                for (int64_t u = 0; u < nc; ++u) p[u * st] = lo[r * nc + u];
-            }
-        }
-    }
-}
-
-template <typename T>
-void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t no, int64_t nz, int64_t nc,
-               int64_t nnz, const int64_t* io, const int64_t* ia, const int64_t* ib, const int64_t* id, const T* coef,
-               int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
-    {
-        std::vector<T> scratch((a.rows + b.rows + d.rows) * nc);
-        T* __restrict la = scratch.data();
-        T* __restrict lb = la + a.rows * nc;
-        T* __restrict ld = lb + b.rows * nc;
-#pragma omp for schedule(static)
-        for (int64_t z = 0; z < nz; ++z) {
-            gather_rows(a, z, nc, la);
-            gather_rows(b, z, nc, lb);
-            gather_rows(d, z, nc, ld);
-            T* __restrict o = out + z * no;
-            std::memset(o, 0, sizeof(T) * no);
-            for (int64_t e = 0; e < nnz; ++e) {
-                const T* __restrict pa = la + ia[e] * nc;
-                const T* __restrict pb = lb + ib[e] * nc;
-                const T* __restrict pd = ld + id[e] * nc;
-                T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-                for (int64_t u = 0; u < nc; ++u) acc += pa[u] * pb[u] * pd[u];
-                o[io[e]] += coef[e] * acc;
-            }
-        }
-    }
-}
-
 }  // namespace
 
 extern "C" {
@@ -310,24 +222,6 @@ extern "C" {
     }                                                                                                           \
     void fastso3_normalize_vjp_##SUFFIX(const T* x, const T* g, T* out, int64_t n, int nthreads) {             \
         normalize_vjp<T>(x, g, out, n, nthreads);                                                               \
-    }                                                                                                           \
-    void fastso3_cw_channeled_##SUFFIX(const T* a, int64_t sa, int64_t na, const int64_t* ba, const int64_t* ta, \
-                                       const T* b, int64_t sb, int64_t nb, const int64_t* bb, const int64_t* tb, \
-                                       const T* s, int64_t ns, T* out, int64_t so, int64_t no,                  \
-                                       const int64_t* bo, const int64_t* to, int64_t nz, int64_t nc,            \
-                                       int64_t nnz, const int64_t* io, const int64_t* ia, const int64_t* ib,    \
-                                       const int64_t* is, const T* coef, int nthreads) {                        \
-        cw_channeled<T>(Channeled{a, sa, na, ba, ta}, Channeled{b, sb, nb, bb, tb}, s, ns,                      \
-                        Channeled{out, so, no, bo, to}, nz, nc, nnz, io, ia, ib, is, coef, nthreads);           \
-    }                                                                                                           \
-    void fastso3_cw_scalar_##SUFFIX(const T* a, int64_t sa, int64_t na, const int64_t* ba, const int64_t* ta,    \
-                                    const T* b, int64_t sb, int64_t nb, const int64_t* bb, const int64_t* tb,    \
-                                    const T* d, int64_t sd, int64_t nd, const int64_t* bd, const int64_t* td,    \
-                                    T* out, int64_t no, int64_t nz, int64_t nc, int64_t nnz,                    \
-                                    const int64_t* io, const int64_t* ia, const int64_t* ib, const int64_t* id, \
-                                    const T* coef, int nthreads) {                                              \
-        cw_scalar<T>(Channeled{a, sa, na, ba, ta}, Channeled{b, sb, nb, bb, tb}, Channeled{d, sd, nd, bd, td},  \
-                     out, no, nz, nc, nnz, io, ia, ib, id, coef, nthreads);                                     \
     }
 
 FASTSO3_INSTANTIATE(float, f32)

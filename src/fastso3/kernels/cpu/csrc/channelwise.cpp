@@ -1,0 +1,405 @@
+// Channel-wise contractions over a table of entries (four index slots and a coefficient), C channels.
+// The tensor product z_u = sum c x_u y w_u of mode uvu and all its derivatives are these two kernels with
+// the slots in different roles:
+//   channeled output: out[o, u] = sum_e c[e] * a[ia[e], u] * b[ib[e], u] * s[is[e]]
+//   scalar output:    out[o]    = sum_e c[e] * sum_u a[ia[e], u] * b[ib[e], u] * d[id[e], u]
+// Row r, channel u of a channeled tensor of sample z lives at ptr[z * stride + base[r] + u * step[r]]
+// (e3nn's mul_ir blocks: step = 2l+1; channels innermost: base = r C, step = 1).
+//
+// Per sample (one thread each, so results do not depend on the thread count):
+// - rows with step 1 are read, and written, in place; a mul_ir block (C, d) is transposed to (d, C) scratch
+//   rows through registers (16 floats / 8 doubles of d rows at a time, `transpose_in`/`transpose_out`), and
+//   written back the same way; any other row is copied element by element;
+// - the entries come sorted (channeled: by output row, then b row, then a row; scalar: by b row, d row, a row)
+//   so that a run with one output row accumulates in registers and is stored once, a run with one b row
+//   multiplies b once (acc += b * sum_k c_k s_k a_k), and a scalar run with one (b, d) pair forms b * d once
+//   and one dot product per a row, shared by the entries that differ only in their output.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <sys/mman.h>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace {
+
+// 64-byte vectors of the compute loops (an alias template would drop the vector attribute).
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+    typedef float V __attribute__((vector_size(64), aligned(4)));
+};
+template <>
+struct Simd<double> {
+    typedef double V __attribute__((vector_size(64), aligned(8)));
+};
+
+// Transposes between a mul_ir block (nc, D) row-major and D channels-innermost rows of nc channels.
+// Full tiles of L = 64 / sizeof(T) channels (D vectors either way) go through AVX-512 registers: row k,
+// lane t is tile element t D + k, and tile element j L + t is row (j L + t) % D, lane (j L + t) / D, so each
+// output vector is at most D masked lane permutes, one per source vector. Other channels: a scalar loop.
+template <typename T, int D>
+struct Tiles {
+    static constexpr int L = 64 / sizeof(T);
+    int32_t lane_in[D][L] = {}, lane_out[D][L] = {};  // source lane of output vector k (in) / j (out), lane t
+    uint32_t take_in[D][D] = {}, take_out[D][D] = {};  // lanes of output vector k (j) from source vector j (k)
+    constexpr Tiles() {
+        for (int k = 0; k < D; ++k)
+            for (int t = 0; t < L; ++t) {
+                const int f = t * D + k;  // in: row k, lane t <- tile vector f / L, lane f % L
+                lane_in[k][t] = f % L;
+                take_in[k][f / L] |= 1u << t;
+                const int g = k * L + t;  // out: tile vector k, lane t <- row g % D, lane g / D
+                lane_out[k][t] = g / D;
+                take_out[k][g % D] |= 1u << t;
+            }
+    }
+};
+
+#ifdef __AVX512F__
+inline __m512 permute_lanes(__m512 r, uint32_t take, const int32_t* lanes, __m512 v) {
+    return _mm512_mask_permutexvar_ps(r, (__mmask16)take, _mm512_loadu_si512(lanes), v);
+}
+inline __m512d permute_lanes(__m512d r, uint32_t take, const int32_t* lanes, __m512d v) {
+    const __m512i idx = _mm512_cvtepi32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes)));
+    return _mm512_mask_permutexvar_pd(r, (__mmask8)take, idx, v);
+}
+template <typename T>
+struct Zmm;
+template <>
+struct Zmm<float> {
+    using V = __m512;
+    static V load(const float* p) { return _mm512_loadu_ps(p); }
+    static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+    static V zero() { return _mm512_setzero_ps(); }
+};
+template <>
+struct Zmm<double> {
+    using V = __m512d;
+    static V load(const double* p) { return _mm512_loadu_pd(p); }
+    static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+    static V zero() { return _mm512_setzero_pd(); }
+};
+
+// In: rows <- tile vectors; else tile vectors <- rows. Returns the channels done (full tiles). The D
+// vectors of a side are nc apart (rows) or L apart (tile); consecutive tiles L (rows) or L D (tile).
+template <typename T, int D, bool In>
+int64_t transpose_tiles(const T* __restrict src, T* __restrict dst, int64_t nc) {
+    static constexpr Tiles<T, D> tiles{};  // compile-time masks and lanes: the loops below unroll into permutes
+    using Z = Zmm<T>;
+    constexpr int L = Tiles<T, D>::L;
+    const int64_t src_step = In ? L : nc, dst_step = In ? nc : L, src_tile = In ? L * D : L, dst_tile = In ? L : L * D;
+    int64_t u0 = 0;
+    for (; u0 + L <= nc; u0 += L, src += src_tile, dst += dst_tile) {
+        typename Z::V v[D];
+#pragma GCC unroll 16
+        for (int j = 0; j < D; ++j) v[j] = Z::load(src + j * src_step);
+#pragma GCC unroll 16
+        for (int k = 0; k < D; ++k) {
+            typename Z::V r = Z::zero();
+#pragma GCC unroll 16
+            for (int j = 0; j < D; ++j) {
+                const uint32_t take = In ? tiles.take_in[k][j] : tiles.take_out[k][j];
+                if (take) r = permute_lanes(r, take, In ? tiles.lane_in[k] : tiles.lane_out[k], v[j]);
+            }
+            Z::store(dst + k * dst_step, r);
+        }
+    }
+    return u0;
+}
+#else
+template <typename T, int D, bool In>
+int64_t transpose_tiles(const T*, T*, int64_t) {
+    return 0;
+}
+#endif
+
+// (nc, D) row-major block -> D rows of nc channels (row stride nc).
+template <typename T, int D>
+void transpose_in(const T* __restrict src, T* __restrict dst, int64_t nc) {
+    for (int64_t u = transpose_tiles<T, D, true>(src, dst, nc); u < nc; ++u)
+        for (int k = 0; k < D; ++k) dst[k * nc + u] = src[u * D + k];
+}
+
+// D rows of nc channels -> (nc, D) row-major block.
+template <typename T, int D>
+void transpose_out(const T* __restrict src, T* __restrict dst, int64_t nc) {
+    for (int64_t u = transpose_tiles<T, D, false>(src, dst, nc); u < nc; ++u)
+        for (int k = 0; k < D; ++k) dst[u * D + k] = src[k * nc + u];
+}
+
+struct Channeled {
+    const void* ptr;
+    int64_t stride, rows;
+    const int64_t* base;
+    const int64_t* step;
+};
+
+// A run of rows of one operand: `width` == 0 in place (step 1), D >= 2 a mul_ir block of D rows with
+// step D, -1 one row of any other step (copied element by element).
+struct Segment {
+    int64_t row, base, width;
+};
+
+constexpr int MAX_BLOCK = 9;  // mul_ir blocks up to l = 4 go through the register transposes
+
+std::vector<Segment> segments(const Channeled& t) {
+    std::vector<Segment> out;
+    for (int64_t r = 0; r < t.rows;) {
+        const int64_t d = t.step[r];
+        bool block = d >= 2 && d <= MAX_BLOCK && r + d <= t.rows;
+        for (int64_t m = 0; block && m < d; ++m) block = t.step[r + m] == d && t.base[r + m] == t.base[r] + m;
+        if (d == 1) {
+            out.push_back({r, t.base[r], 0});
+            r += 1;
+        } else if (block) {
+            out.push_back({r, t.base[r], d});
+            r += d;
+        } else {
+            out.push_back({r, t.base[r], -1});
+            r += 1;
+        }
+    }
+    return out;
+}
+
+template <typename T, int D = 2>
+void dispatch_transpose(bool in, int64_t d, const T* src, T* dst, int64_t nc) {
+    if constexpr (D <= MAX_BLOCK) {
+        if (d == D) return in ? transpose_in<T, D>(src, dst, nc) : transpose_out<T, D>(src, dst, nc);
+        dispatch_transpose<T, D + 1>(in, d, src, dst, nc);
+    }
+}
+
+// Rows of one operand of the current sample: pointers into the sample's memory (in-place rows) or into
+// channels-innermost scratch.
+template <typename T>
+struct Rows {
+    const Channeled& t;
+    int64_t nc;
+    std::vector<Segment> segs;
+    std::vector<T> scratch;
+    std::vector<T*> row;
+    Rows(const Channeled& t_, int64_t nc_) : t(t_), nc(nc_), segs(segments(t_)), scratch(t_.rows * nc_), row(t_.rows) {
+        for (int64_t r = 0; r < t.rows; ++r) row[r] = scratch.data() + r * nc;
+    }
+    T* sample(int64_t z) const { return static_cast<T*>(const_cast<void*>(t.ptr)) + z * t.stride; }
+    void load(int64_t z) {
+        T* p = sample(z);
+        for (const Segment& s : segs) {
+            if (s.width == 0) {
+                row[s.row] = p + s.base;
+            } else if (s.width > 0) {
+                dispatch_transpose<T>(true, s.width, p + s.base, row[s.row], nc);
+            } else {
+                const int64_t st = t.step[s.row];
+                for (int64_t u = 0; u < nc; ++u) row[s.row][u] = p[s.base + u * st];
+            }
+        }
+    }
+    void point_outputs(int64_t z) {  // in-place output rows are computed directly in the output
+        T* p = sample(z);
+        for (const Segment& s : segs)
+            if (s.width == 0) row[s.row] = p + s.base;
+    }
+    void store(int64_t z) {
+        T* p = sample(z);
+        for (const Segment& s : segs) {
+            if (s.width > 0) {
+                dispatch_transpose<T>(false, s.width, row[s.row], p + s.base, nc);
+            } else if (s.width < 0) {
+                const int64_t st = t.step[s.row];
+                for (int64_t u = 0; u < nc; ++u) p[s.base + u * st] = row[s.row][u];
+            }
+        }
+    }
+};
+
+struct Entries {
+    int64_t nnz;
+    const int64_t *io, *ia, *ib, *ic;
+};
+
+// The sorted entries as nested runs, built once per call: output rows (each with its b runs), b runs
+// (each with its a runs), a runs (each a span of entries that differ only in s). Per sample, each a run's
+// coefficient sum_k c_k s[is_k] is formed once; the channel loops then only count.
+struct Runs {
+    std::vector<int64_t> out, out_end, b, b_end, a, a_end;  // row, end of its children (exclusive)
+    explicit Runs(Entries t) {
+        for (int64_t k = 0; k < t.nnz; ++k) {
+            const bool new_out = k == 0 || t.io[k] != t.io[k - 1];
+            const bool new_b = new_out || t.ib[k] != t.ib[k - 1];
+            if (new_out) out.push_back(t.io[k]), out_end.push_back(0);
+            if (new_b) b.push_back(t.ib[k]), b_end.push_back(0);
+            if (new_b || t.ia[k] != t.ia[k - 1]) a.push_back(t.ia[k]), a_end.push_back(0);
+            a_end.back() = k + 1;
+            b_end.back() = static_cast<int64_t>(a.size());
+            out_end.back() = static_cast<int64_t>(b.size());
+        }
+    }
+};
+
+// Output rows, channels [u0, u0 + NV L) in registers (NV > 0), or [u0, u0 + width) in memory (NV == 0).
+template <typename T, int NV>
+void channeled_chunk(T* const* lo, T* const* la, T* const* lb, const T* __restrict ca, const Runs& r, int64_t u0,
+                     int64_t width) {
+    using V = typename Simd<T>::V;
+    int64_t ib = 0, ia = 0;
+    for (size_t io = 0; io < r.out.size(); ++io) {
+        if constexpr (NV > 0) {
+            V acc[NV] = {};
+            for (; ib < r.out_end[io]; ++ib) {
+                V part[NV] = {};
+                for (; ia < r.b_end[ib]; ++ia) {
+                    const V* x = reinterpret_cast<const V*>(la[r.a[ia]] + u0);
+                    const T c = ca[ia];
+#pragma GCC unroll 8
+                    for (int i = 0; i < NV; ++i) part[i] += c * x[i];
+                }
+                const V* y = reinterpret_cast<const V*>(lb[r.b[ib]] + u0);
+#pragma GCC unroll 8
+                for (int i = 0; i < NV; ++i) acc[i] += part[i] * y[i];
+            }
+            V* d = reinterpret_cast<V*>(lo[r.out[io]] + u0);
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) d[i] = acc[i];
+        } else {
+            T* __restrict d = lo[r.out[io]] + u0;
+            for (int64_t u = 0; u < width; ++u) d[u] = T(0);
+            for (; ib < r.out_end[io]; ++ib)
+                for (const T* __restrict y = lb[r.b[ib]] + u0; ia < r.b_end[ib]; ++ia) {
+                    const T* __restrict x = la[r.a[ia]] + u0;
+                    const T c = ca[ia];
+#pragma omp simd
+                    for (int64_t u = 0; u < width; ++u) d[u] += c * x[u] * y[u];
+                }
+        }
+    }
+}
+
+template <typename T>
+void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, Channeled out, int64_t nz, int64_t nc,
+                  Entries t, const T* coef, int nthreads) {
+    constexpr int64_t L = 64 / sizeof(T);  // channels per vector
+    const Runs runs(t);
+    std::vector<char> written(out.rows, 0);
+    for (int64_t k = 0; k < t.nnz; ++k) written[t.io[k]] = 1;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
+    {
+        Rows<T> ra(a, nc), rb(b, nc), ro(out, nc);
+        std::vector<T> ca(runs.a.size());
+#pragma omp for schedule(static)
+        for (int64_t z = 0; z < nz; ++z) {
+            ra.load(z);
+            rb.load(z);
+            ro.point_outputs(z);
+            for (int64_t r = 0; r < out.rows; ++r)
+                if (!written[r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
+            const T* __restrict s = sc + z * ns;
+            for (size_t i = 0, k = 0; i < runs.a.size(); ++i) {
+                T c = T(0);
+                for (; k < static_cast<size_t>(runs.a_end[i]); ++k) c += coef[k] * s[t.ic[k]];
+                ca[i] = c;
+            }
+            T *const *lo = ro.row.data(), *const *la = ra.row.data(), *const *lb = rb.row.data();
+            // chunks of 8, then 4, then 1 vectors of channels in registers, then a plain loop
+            int64_t u0 = 0;
+            for (; u0 + 8 * L <= nc; u0 += 8 * L) channeled_chunk<T, 8>(lo, la, lb, ca.data(), runs, u0, 8 * L);
+            for (; u0 + 4 * L <= nc; u0 += 4 * L) channeled_chunk<T, 4>(lo, la, lb, ca.data(), runs, u0, 4 * L);
+            for (; u0 + L <= nc; u0 += L) channeled_chunk<T, 1>(lo, la, lb, ca.data(), runs, u0, L);
+            if (u0 < nc) channeled_chunk<T, 0>(lo, la, lb, ca.data(), runs, u0, nc - u0);
+            ro.store(z);
+        }
+    }
+}
+
+template <typename T>
+void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t no, int64_t nz, int64_t nc, Entries t,
+               const T* coef, int nthreads) {
+    using V = typename Simd<T>::V;
+    constexpr int64_t L = 64 / sizeof(T);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
+    {
+        Rows<T> ra(a, nc), rb(b, nc), rd(d, nc);
+        std::vector<T> yz_buffer(nc + L);
+        T* __restrict yz = yz_buffer.data();
+#pragma omp for schedule(static)
+        for (int64_t z = 0; z < nz; ++z) {
+            ra.load(z);
+            rb.load(z);
+            rd.load(z);
+            T* __restrict o = out + z * no;
+            std::memset(o, 0, sizeof(T) * no);
+            for (int64_t k = 0; k < t.nnz;) {
+                const int64_t kb = t.ib[k], kd = t.ic[k];
+                const T* __restrict y = rb.row[kb];
+                const T* __restrict w = rd.row[kd];
+#pragma omp simd
+                for (int64_t u = 0; u < nc; ++u) yz[u] = y[u] * w[u];
+                while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
+                    const int64_t ka = t.ia[k];
+                    const T* __restrict x = ra.row[ka];
+                    V acc[2] = {};
+                    int64_t u = 0;
+                    for (; u + 2 * L <= nc; u += 2 * L) {
+                        acc[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
+                        acc[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
+                    }
+                    T dot = T(0);
+                    for (; u < nc; ++u) dot += x[u] * yz[u];
+                    const V sum = acc[0] + acc[1];
+                    for (int l = 0; l < L; ++l) dot += sum[l];
+                    for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) o[t.io[k]] += coef[k] * dot;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+#define FASTSO3_CW_INSTANTIATE(T, SUFFIX)                                                                        \
+    void fastso3_cw_channeled_##SUFFIX(const T* a, int64_t sa, int64_t na, const int64_t* ba, const int64_t* ta, \
+                                       const T* b, int64_t sb, int64_t nb, const int64_t* bb, const int64_t* tb, \
+                                       const T* s, int64_t ns, T* out, int64_t so, int64_t no,                  \
+                                       const int64_t* bo, const int64_t* to, int64_t nz, int64_t nc,            \
+                                       int64_t nnz, const int64_t* io, const int64_t* ia, const int64_t* ib,    \
+                                       const int64_t* is, const T* coef, int nthreads) {                        \
+        cw_channeled<T>(Channeled{a, sa, na, ba, ta}, Channeled{b, sb, nb, bb, tb}, s, ns,                      \
+                        Channeled{out, so, no, bo, to}, nz, nc, Entries{nnz, io, ia, ib, is}, coef, nthreads);  \
+    }                                                                                                           \
+    void fastso3_cw_scalar_##SUFFIX(const T* a, int64_t sa, int64_t na, const int64_t* ba, const int64_t* ta,    \
+                                    const T* b, int64_t sb, int64_t nb, const int64_t* bb, const int64_t* tb,    \
+                                    const T* d, int64_t sd, int64_t nd, const int64_t* bd, const int64_t* td,    \
+                                    T* out, int64_t no, int64_t nz, int64_t nc, int64_t nnz,                    \
+                                    const int64_t* io, const int64_t* ia, const int64_t* ib, const int64_t* id, \
+                                    const T* coef, int nthreads) {                                              \
+        cw_scalar<T>(Channeled{a, sa, na, ba, ta}, Channeled{b, sb, nb, bb, tb}, Channeled{d, sd, nd, bd, td},  \
+                     out, no, nz, nc, Entries{nnz, io, ia, ib, id}, coef, nthreads);                            \
+    }
+
+FASTSO3_CW_INSTANTIATE(float, f32)
+FASTSO3_CW_INSTANTIATE(double, f64)
+
+// Ask for transparent huge pages on the 2 MiB-aligned interior of a fresh, untouched buffer of `bytes`: the
+// first touch of a large per-sample output then faults 2 MiB at a time instead of 4 KiB (those faults, not
+// the arithmetic, bound these kernels' forward on a fresh output). Advice only; ignored where unsupported.
+void fastso3_advise_huge_pages(void* ptr, int64_t bytes) {
+#ifdef MADV_HUGEPAGE
+    constexpr uintptr_t huge = uintptr_t(1) << 21;
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + huge - 1) & ~(huge - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + static_cast<uintptr_t>(bytes)) & ~(huge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+    (void)ptr;
+    (void)bytes;
+#endif
+}
+}

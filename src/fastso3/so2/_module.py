@@ -90,6 +90,7 @@ class SO2Convolution(torch.nn.Module):
         self.r_max, self.num_basis, self.avg_num_neighbors = float(r_max), num_basis, float(avg_num_neighbors)
         self._dims = (c0_in, c_in, l_in, c0_out, c_out, l_out)
         self.rotation = EdgeRotation(L, mmax)
+        self.tables = L <= 3
         # the radial MLP is told the basis' second moment for u uniform on [0, 1], so its gates have unit moment
         var = self._radial_basis(torch.linspace(0, 1, 4097, dtype=torch.float64)[1:]).pow(2).mean().item()
         self.radial = FullyConnectedNet(
@@ -148,13 +149,15 @@ class SO2Convolution(torch.nn.Module):
         radial = self._radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1) / self.r_max)
         gates = self.radial(radial).reshape(-1, K + 1, H)
         en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
-        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src)
+        tables = self.tables and src is not None
+        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src, tables=tables)
         e_minus, e_m0, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
         s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node
         e_0 = (e_m0 + (s0 if src is None else s0.index_select(0, src))) * gates[:, 0]
         de0 = self.de0 / math.sqrt(H)
         de_0 = de0[:, c0_out:].reshape(H, c_out, L)  # the m = 0 column is decoded with the other orders
-        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes)
+        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes,
+                       tables=tables)  # fmt: skip
         # the scalar outputs: linear in e_0, so summed into the nodes first
         y0 = (e_0 if dst is None else scatter_sum(e_0, dst, dim=0, dim_size=num_nodes)) @ de0[:, :c0_out]
         y = y * self.out_scale

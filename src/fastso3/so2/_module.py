@@ -56,6 +56,10 @@ class SO2Convolution(torch.nn.Module):
         num_basis: radial basis size; ``radial_hidden``: hidden widths of the radial MLP (SiLU).
         r_max: cutoff radius; ``avg_num_neighbors``: the normalisation of the sum.
 
+    Attribute ``tables`` (default ``lmax <= 3``, where it is faster): apply the encoder and decoder matrices per
+    node and rotate per-node tables of hidden features per edge (``fastso3::so2_table``) instead of rotating the
+    features per edge into the per-order matmuls (``fastso3::so2_frame_linear``); the same function either way.
+
     ``forward(x (N, irreps_in.dim), edge_index (2, E) int [src, dst], edge_vec (E, 3)) -> (N, irreps_out.dim)``,
     in the dtype of the parameters. Edges shorter than ``1e-9`` use the frame ``R = I`` (their message is that of an
     edge along +y of zero length).

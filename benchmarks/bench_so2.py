@@ -31,6 +31,23 @@ baseline and matmul providers; ``in-frame`` and ``rotation`` do a part of it, on
 
 ``checks`` records the agreement of the providers and the machine's large-matmul GFLOP/s (2048^3, float32).
 
+``conv`` cases (issue 16): one message-passing convolution at equal channels, ``C x 0e + C x 1o + ... + C x L``
+(parities ``(-1)^l``) in and out, ``C`` in (32, 64), ``L`` in (2, 3, 4, 6), 1000 nodes, 16000 random edges
+(positions spread so that every edge is inside the cutoff), forward and forward+backward (gradients w.r.t. the
+node features, the positions and every parameter). Edge vectors are computed from the positions in both.
+
+* ``so2``: ``SO2Convolution(irreps, irreps, hidden=C)`` (edge frames and Wigner blocks, radial gates from an MLP
+  8 -> 64 -> (L+1) C, the SO(2) bottleneck, the sum into the receivers); its default path (node tables for
+  L <= 3);
+* ``so2-per-edge`` (L <= 3): the same module on its fused per-edge path (``tables = False``);
+* ``channelwise``: NequIP's route, spherical harmonics of the edges (``l <= L``), the radial MLP
+  8 -> 64 -> weight_numel on the same Bessel basis, ``fastso3.ops.tensor_product_conv`` (every ``uvu`` path
+  into degrees ``<= L`` of the right parity) and the ``o3.Linear`` from its ``paths x C`` outputs back to the
+  irreps (the SO(2) layer's channel mixing); the reference of the ``channelwise/so2`` ratio.
+
+``FASTSO3_BENCH_SO2_ONLY="conv:forward:so2,channelwise:2,3"`` keeps those conv cases only (``--quick``: C = 8, 100
+nodes, 1600 edges, L in (2, 4)).
+
 Run: ``fastso3 bench so2 [--quick]``. For machines too small for the full run (a padded feature tensor is 4 GB at
 b = 100000, L = 6), environment variables narrow it: ``FASTSO3_BENCH_SO2_BIG=10000`` replaces the large edge count;
 ``FASTSO3_BENCH_SO2_ONLY="conv_e:forward:fastso3-compiled,matmul"`` keeps one kind, one measure and those
@@ -203,6 +220,95 @@ def _factory(kind: str, provider: str, b: int, c: int, L: int, measure: str):
     return factory
 
 
+CONV_PROVIDERS = ("so2", "so2-per-edge", "channelwise")
+
+
+def _conv_setup(provider: str, c: int, L: int, nodes: int, edges: int):
+    """``(fn(x, pos) -> (nodes, irreps.dim), leaves x, pos, modules)`` for one conv provider (float32)."""
+    from fastso3 import nn, o3
+    from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
+    from fastso3.models.blocks import RadialEmbedding
+    from fastso3.ops import tensor_product_conv
+    from fastso3.so2 import SO2Convolution
+
+    torch.manual_seed(0)
+    irreps = o3.Irreps([(c, (l, (-1) ** l)) for l in range(L + 1)])
+    gen = torch.Generator().manual_seed(1)
+    # about 5 Angstrom apart on average, all edges inside the cutoff: every edge does work in both
+    pos = torch.rand(nodes, 3, generator=gen) * nodes ** (1 / 3) * 2.0
+    src, dst = torch.randint(0, nodes, (2, edges), generator=gen)
+    x = torch.randn(nodes, irreps.dim, generator=gen)
+    r_max = float(pos.max() * 2)
+    if provider.startswith("so2"):
+        conv = SO2Convolution(irreps, irreps, hidden=c, r_max=r_max)
+        if provider == "so2-per-edge":
+            conv.tables = False
+        edge_index = torch.stack([src, dst])
+        return (lambda x, pos: conv(x, edge_index, pos[dst] - pos[src])), x, pos, [conv]
+    sh_irreps = o3.Irreps.spherical_harmonics(L)
+    spec = channelwise_tensor_product_spec(irreps, sh_irreps, irreps)
+    tp = o3.TensorProduct(irreps, sh_irreps, spec["irreps_out"], spec["instructions"], shared_weights=False,
+                          internal_weights=False)  # fmt: skip
+    radial = nn.FullyConnectedNet([8, 64, tp.weight_numel], torch.nn.functional.silu)
+    embed, linear = RadialEmbedding(r_max, 8), o3.Linear(tp.irreps_out, irreps)
+
+    def cw(x, pos):
+        vec = pos[dst] - pos[src]
+        sh = o3.spherical_harmonics(sh_irreps, vec, normalize=True, normalization="component")
+        weights = radial(embed(torch.linalg.vector_norm(vec, dim=-1)))
+        return linear(tensor_product_conv(x, src, dst, sh, weights, tp, nodes))
+
+    return cw, x, pos, [radial, linear]
+
+
+def _conv_factory(provider: str, c: int, L: int, nodes: int, edges: int, measure: str):
+    def factory():
+        fn, x, pos, modules = _conv_setup(provider, c, L, nodes, edges)
+        if measure == "forward":
+
+            def run():
+                with torch.no_grad():
+                    return fn(x, pos)
+
+            run()
+            return run
+        leaves = [x.clone().requires_grad_(), pos.clone().requires_grad_()]
+        grad = None
+
+        def run_bwd():
+            nonlocal grad
+            for t in leaves:
+                t.grad = None
+            for m in modules:
+                m.zero_grad(set_to_none=True)
+            out = fn(*leaves)
+            grad = torch.randn_like(out) if grad is None else grad
+            out.backward(grad)
+
+        run_bwd()
+        return run_bwd
+
+    return factory
+
+
+def _conv_cases(quick: bool, measures, providers, degrees) -> list:
+    channels, (nodes, edges) = ((8,), (100, 1600)) if quick else ((32, 64), (1000, 16000))
+    degrees = degrees or ((2, 4) if quick else (2, 3, 4, 6))
+    cases = []
+    for measure in measures:
+        for c in channels:
+            for L in degrees:
+                names = [p for p in providers if p != "so2-per-edge" or L <= 3]
+                cases.append(
+                    Case(
+                        name=f"{measure} conv C={c} L={L}",
+                        params={"measure": measure, "kind": "conv", "c": c, "L": L, "nodes": nodes, "edges": edges},
+                        providers={p: _conv_factory(p, c, L, nodes, edges, measure) for p in names},
+                    )
+                )
+    return cases
+
+
 def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     a, m = torch.randn(n, n), torch.randn(n, n)
     a @ m
@@ -242,10 +348,16 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     kinds, measures = ("conv_e", "message"), MEASURES
     plan = [("forward", b, L) for L in ls_small for b in (b_small,)]
     only = os.environ.get("FASTSO3_BENCH_SO2_ONLY")
+    conv_measures, conv_providers, conv_degrees = MEASURES, CONV_PROVIDERS, None
     if only:
         kind, measure, names, *degrees = only.split(":")
         kinds, measures, providers, plan = (kind,), (measure,), names.split(","), []
         ls_big = tuple(int(L) for L in degrees[0].split(",")) if degrees else ls_big
+        if kind == "conv":
+            kinds, measures = (), ()
+            conv_measures, conv_providers, conv_degrees = (measure,), tuple(names.split(",")), ls_big if degrees else None
+        else:
+            conv_measures = ()
     cases = []
     plan += [(measure, b_big, L) for measure in measures for L in ls_big]
     for measure, b, L in plan:
@@ -267,6 +379,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
                     providers={p: _factory(kind, p, b, c, L, measure) for p in names},
                 )
             )
+    cases += _conv_cases(quick, conv_measures, conv_providers, conv_degrees)
     timing = (
         {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "min_time": 0.05, "block_time": 0.005}
         if quick
@@ -275,7 +388,8 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     return Benchmark(
         name="so2",
         description="eSCN SO(2) convolution (SO2_conv_e) and get_message, float32: fastso3 eager/compiled vs a "
-        "per-m loop and FastSo3's padded formulation; matmul with the same FLOPs as the roofline",
+        "per-m loop and FastSo3's padded formulation; matmul with the same FLOPs as the roofline; one "
+        "message-passing convolution, SO2Convolution vs the channel-wise tensor_product_conv at equal channels",
         cases=cases,
         reference="per-m-loop",
         ratios=[
@@ -284,6 +398,8 @@ def make_benchmark(quick: bool = False) -> Benchmark:
             ("matmul/fastso3-compiled (matmul efficiency)", "matmul", "fastso3-compiled"),
             ("in-frame/fastso3 (1 - rotation share, eager)", "in-frame", "fastso3"),
             ("rotation/fastso3 (standalone rotation vs fused message, eager)", "rotation", "fastso3"),
+            ("channelwise/so2 (conv: SO(2) speed-up over the channel-wise convolution)", "channelwise", "so2"),
+            ("so2-per-edge/so2 (conv: node tables' speed-up)", "so2-per-edge", "so2"),
         ],
         settings={"dtype": "float32", "quick": quick, "channels": c, "hidden": c, "c_L0": c, "b_big": b_big},
         plot_panels="kind",

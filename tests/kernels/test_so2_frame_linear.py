@@ -6,10 +6,14 @@ import torch
 
 import fastso3.kernels.so2_frame_linear as frame_linear
 from fastso3.kernels import registry
-from fastso3.kernels.so2_frame_linear import so2_frame_linear_op as op
+from fastso3.kernels.so2_frame_linear import so2_frame_linear_op
 from fastso3.so2 import EdgeRotation, get_mask, rotate, rotate_back
 
 SHAPES = [(3, 3), (4, 2), (2, 0)]  # (L, mmax)
+
+
+def op(e, A, W, x, outputs, backend, index=None, num_nodes=0):
+    return so2_frame_linear_op(e, A, W, x, index, num_nodes, outputs, backend)
 
 
 def setup(L, mmax, B=37, C=5, H=4, dtype=torch.float64, frame=False):
@@ -166,7 +170,7 @@ def test_float32_within_reference_precision():
 def test_opcheck():
     e, A, W, x = setup(2, 1, B=4, C=2, H=3)
     for args, outputs in (((None, A, W, x), [0]), ((e, A, W, None), [3]), ((e, A, W, x), [1, 2])):
-        torch.library.opcheck(op, (*args, outputs, "cpu"))
+        torch.library.opcheck(so2_frame_linear_op, (*args, None, 0, outputs, "cpu"))
 
 
 def test_bad_inputs_raise():
@@ -197,3 +201,80 @@ def test_bad_inputs_raise():
         op(e[:, :, 1:], A, W, None, [3], "cpu")
     with pytest.raises(ValueError, match="odd"):
         op(e[:4], A[:4], None, None, [3], "cpu")  # the identity with an even number of orders
+
+
+def indexed_setup(L, mmax, nodes=7, B=37, C=5, H=4):
+    """``e, A, W, x`` with ``x (nodes, C, L, 2L+1)`` a node table, and an index ``(B,)`` that misses a node."""
+    e, A, W, _ = setup(L, mmax, B=B, C=C, H=H)
+    gen = torch.Generator().manual_seed(L + 100 * mmax)
+    x = torch.randn(nodes, C, L, 2 * L + 1, generator=gen, dtype=e.dtype) * get_mask(L).to(e.dtype)
+    index = torch.randint(0, nodes - 1, (B,), generator=gen)
+    return e, A, W, x, index
+
+
+@pytest.mark.parametrize("L,mmax", SHAPES)
+@pytest.mark.parametrize("outputs", [[0], [1], [2], [3], [0, 1, 2], [1, 2, 3], [0, 3]])
+def test_indexed_rows_match_the_reference_twin_and_the_gather_scatter(L, mmax, outputs, block_bytes):
+    """x read through an index: the CPU blocks equal the reference twin, which equals gathering x's rows, the
+    per-edge op, and summing slot 3 into the nodes."""
+    e, A, W, x, index = indexed_setup(L, mmax)
+    args = [e, A, W, x]
+    if len(outputs) == 1:
+        args[outputs[0]] = None
+    ref = op(*args, outputs, "reference", index, len(x))
+    ours = op(*args, outputs, "cpu", index, len(x))
+    gathered = list(args)
+    if gathered[3] is not None:
+        gathered[3] = x[index]
+    for s, a, b in zip(outputs, ours, ref, strict=True):
+        assert a.shape == b.shape and a.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * b.abs().max().item())
+        want = op(*gathered, [s] if len(outputs) == 1 else outputs, "reference")[outputs.index(s) if len(outputs) > 1 else 0]
+        if s == 3:
+            want = torch.zeros_like(x).index_add_(0, index, want)
+            assert b[-1].abs().max() == 0  # the node no edge reads
+        torch.testing.assert_close(b, want, rtol=0, atol=1e-12 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_indexed_gradcheck_gradgradcheck(backend, monkeypatch):
+    monkeypatch.setattr(frame_linear, "_BLOCK_BYTES", 2000)
+    n = torch.get_num_threads()  # tiny calls: thread contention on a shared machine makes them much slower
+    torch.set_num_threads(1)
+    try:
+        _indexed_gradcheck(backend)
+    finally:
+        torch.set_num_threads(n)
+
+
+def _indexed_gradcheck(backend):
+    e, A, W, x, index = indexed_setup(2, 1, nodes=4, B=6, C=2, H=3)
+    leaves = [t.clone().requires_grad_() for t in (e, A, W, x)]
+    for slot in (0, 3):
+        inputs = [t for s, t in enumerate(leaves) if s != slot]
+
+        def f(*ts, slot=slot):
+            given = iter(ts)
+            args = [None if s == slot else next(given) for s in range(4)]
+            return op(*args, [slot], backend, index, 4)[0]
+
+        assert torch.autograd.gradcheck(f, inputs)
+        assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_indexed_opcheck_and_bad_indices():
+    e, A, W, x, index = indexed_setup(2, 1, nodes=4, B=5, C=2, H=3)
+    torch.library.opcheck(so2_frame_linear_op, (None, A, W, x, index, 4, [0], "cpu"))
+    torch.library.opcheck(so2_frame_linear_op, (e, A, W, None, index, 4, [3], "cpu"))
+    with pytest.raises(IndexError, match="outside"):
+        op(None, A, W, x, [0], "cpu", index + 4, 4)
+    with pytest.raises(IndexError, match="negative"):
+        op(e, A, W, None, [3], "cpu", index - 5, 4)
+    with pytest.raises(TypeError, match="int64"):
+        op(None, A, W, x, [0], "cpu", index.int(), 4)
+    with pytest.raises(ValueError, match="x must have shape"):
+        op(None, A, W, x, [0], "cpu", index, 5)
+    with pytest.raises(ValueError, match="num_nodes must be 0"):
+        op(None, A, W, x[index], [0], "cpu", None, 4)
+    with pytest.raises(ValueError, match="W must have shape"):  # the edges are the index's
+        op(None, A, W, x, [0], "cpu", index[:4], 4)

@@ -99,3 +99,23 @@ def test_bad_arguments():
         conv(torch.zeros(3, 5), torch.zeros(2, 1, dtype=torch.long), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="edge_index"):
         conv(torch.zeros(3, 4), torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("irreps,mmax", [("3x0e+2x1o+2x2e", None), ("2x1o+2x2e+2x3o", 1), ("2x0e+2x1o", None)])
+def test_node_tables_equal_the_per_edge_path(f64, single_thread, irreps, mmax):
+    """The node-table path (default for L <= 3) against the fused per-edge path: values, forces-style gradients
+    and their derivatives w.r.t. the parameters (double backward)."""
+    conv = SO2Convolution(irreps, "2x0e+3x1o+3x2e", mmax=mmax, hidden=4, r_max=3.0)
+    assert conv.tables
+    ei, v = _graph(6, 17)
+    x = conv.irreps_in.randn(6, -1).requires_grad_()
+    v.requires_grad_()
+    results = []
+    for tables in (True, False):
+        conv.tables = tables
+        y = conv(x, ei, v)
+        gx, gv = torch.autograd.grad(y.pow(2).sum(), (x, v), create_graph=True)
+        second = torch.autograd.grad(gv.pow(2).sum() + gx.pow(2).sum(), [x, v, *conv.parameters()])
+        results.append([y, gx, gv, *second])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11 * b.abs().max().item())

@@ -79,16 +79,19 @@ def _reference(slots: list, slot: int, like: torch.Tensor, L: int, M: int) -> to
     return torch.where(keep[slot], out, 0)
 
 
-def _cpu(slots: list, outs: dict, dims: tuple) -> None:
+def _cpu(slots: list, outs: dict, dims: tuple, x_rows: torch.Tensor | None = None) -> None:
+    """The CPU kernel; ``x_rows``: None, or a contiguous int64 ``(B,)`` row of ``x`` per edge, checked by the
+    caller (``x`` an input: the kernel gathers the rows as it copies each edge into scratch)."""
     from .cpu.loader import library_function
 
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     like = next(t for t in slots if t is not None)
     suffix = "f32" if like.dtype == torch.float32 else "f64"
-    fn = library_function(f"fastso3_so2_rotation_{suffix}", *([ptr] * 9), i64, i64, i64, i64, ctypes.c_int)
+    fn = library_function(f"fastso3_so2_rotation_{suffix}", *([ptr] * 10), i64, i64, i64, i64, ctypes.c_int)
     strides = [torch.tensor(t.stride() if t is not None else (0,) * 4, dtype=torch.int64) for t in slots]
     args = [a for t, st in zip(slots, strides) for a in (None if t is None else t.data_ptr(), st.data_ptr())]
-    fn(*args, *(outs[s].data_ptr() if s in outs else None for s in range(3)), *dims, torch.get_num_threads())
+    rows = None if x_rows is None else x_rows.data_ptr()
+    fn(*args, rows, *(outs[s].data_ptr() if s in outs else None for s in range(3)), *dims, torch.get_num_threads())
 
 
 @torch.library.custom_op("fastso3::so2_rotation", mutates_args=())

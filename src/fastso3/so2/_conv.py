@@ -19,6 +19,7 @@ from torch import Tensor
 
 from fastso3.kernels import registry
 from fastso3.kernels.so2_frame_linear import so2_frame_linear_op
+from fastso3.kernels.so2_table import so2_table_op
 
 from ._layout import get_mask
 from ._rotation import EdgeRotation, rotate, rotate_back
@@ -26,14 +27,18 @@ from ._rotation import EdgeRotation, rotate, rotate_back
 __all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_encode", "so2_gate"]
 
 
-def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None) -> Tensor:
+def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None,
+               index: Tensor | None = None, tables: bool = False) -> Tensor:  # fmt: skip
     """Rotate into the edge frame and encode every order: ``e (M, B, H)``, ``M = 2K+1`` orders ``m = -K..K``.
 
     Shapes: ``x (B, C, L, 2L+1)`` node-frame features with ``W (B, L, M, 2L+1)`` Wigner blocks, or already in the
     frame with ``W = None`` (then every order is kept: ``M = 2L+1``); ``en0 (C, L, H0)`` the ``m = 0`` encoder (``H0 <= H``, hidden units
     beyond ``H0`` are zero there); ``en (C, L, H, K)`` the encoder of ``+-|m|`` (last axis ``|m| - 1``). Every
     order reads only its degrees ``l >= |m|`` (the rotated features have nothing else), and the rotated features
-    never reach memory (``fastso3::so2_frame_linear``).
+    never reach memory (``fastso3::so2_frame_linear``). With ``index (B,)`` int64, ``x (N, C, L, 2L+1)`` is a table
+    of node features and edge ``b`` reads row ``index[b]`` (the gather fused into the rotation). With ``tables``
+    (``W`` and ``index`` given) the encoder is applied per node first and each edge rotates its sender's row of
+    the table ``(L, N, 2L+1, M, H)`` (``fastso3::so2_table``): less work per edge for small ``L``.
     """
     C, L, H, K = en.shape
     H0 = en0.shape[2]
@@ -44,7 +49,14 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
     a = en.permute(3, 2, 1, 0).reshape(K, H, L * C)  # columns ordered (l, c), as the frame's m-major memory
     a0 = torch.nn.functional.pad(en0.permute(2, 1, 0).reshape(H0, L * C), (0, 0, 0, H - H0))
     a = torch.cat([a.flip(0), a0[None], a], 0)  # orders -K..K; -m shares the weights of +m
-    return _frame_linear([None, a, W, x], 0, backend)
+    if tables:
+        _check_tables("so2_encode", W, index)
+        n, M = x.shape[0], 2 * K + 1
+        # per degree, (nodes n, C) @ (C, orders m h): the table (L, N, 2L+1, M, H) in the op's layout
+        xt = x.permute(2, 0, 3, 1).reshape(L, n * (2 * L + 1), C)
+        table = torch.bmm(xt, a.view(M, H, L, C).permute(2, 3, 0, 1).reshape(L, C, M * H))
+        return _table([None, W, table.view(L, n, 2 * L + 1, M, H)], 0, backend, index, n)
+    return _frame_linear([None, a, W, x], 0, backend, index, 0 if index is None else x.shape[0])
 
 
 def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,14 +78,19 @@ def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tens
 
 
 def so2_decode(
-    e_minus: Tensor, e_0: Tensor, e_plus: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None
-) -> Tensor:
+    e_minus: Tensor, e_0: Tensor, e_plus: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None,
+    index: Tensor | None = None, num_nodes: int = 0, tables: bool = False,
+) -> Tensor:  # fmt: skip
     """Decode every order and rotate back: ``y (B, C_out, L, 2L+1)``, zero in the padding (``W = None``: left in
     the frame, every order kept, ``M = 2L+1``).
 
     Shapes: ``e_minus, e_plus (K, B, H)`` by ``|m|`` (:func:`so2_gate`); ``e_0 (B, H0)`` the ``m = 0`` hidden
     features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W`` as for
-    :func:`so2_encode`. One pass over blocks of edges decodes into cache and rotates back from there.
+    :func:`so2_encode`. One pass over blocks of edges decodes into cache and rotates back from there. With
+    ``index (B,)`` int64 each edge's result is summed into row ``index[b]`` of ``y (num_nodes, C_out, L, 2L+1)``
+    (in edge order, deterministic; the per-edge results never reach memory). With ``tables`` (``W`` and
+    ``index`` given) each edge's rotated-back hidden features are summed into a table ``(L, num_nodes, 2L+1, M, H)``
+    (``fastso3::so2_table``) that the decoder maps per node.
     """
     K, _, H = e_plus.shape
     H0, Co, L = de_0.shape
@@ -85,13 +102,32 @@ def so2_decode(
     e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H - H0))[None], e_plus], 0)  # (2K+1, B, H), m = -K..K
     d = de.permute(3, 0, 2, 1).reshape(K, H, L * Co)  # columns ordered (l, c)
     d0 = pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H - H0))
-    return _frame_linear([e_all, torch.cat([d.flip(0), d0[None], d], 0), W, None], 3, backend)
+    d = torch.cat([d.flip(0), d0[None], d], 0)
+    if tables:
+        _check_tables("so2_decode", W, index)
+        M = 2 * K + 1
+        table = _table([e_all, W, None], 2, backend, index, num_nodes)  # (L, num_nodes, 2L+1, M, H)
+        dt = d.view(M, H, L, Co).permute(2, 0, 1, 3).reshape(L, M * H, Co)
+        y = torch.bmm(table.view(L, num_nodes * (2 * L + 1), M * H), dt)  # per degree, (nodes n, m h) @ (m h, C)
+        return y.view(L, num_nodes, 2 * L + 1, Co).permute(1, 3, 0, 2)
+    return _frame_linear([e_all, d, W, None], 3, backend, index, num_nodes)
 
 
-def _frame_linear(slots: list, slot: int, backend: str | None) -> Tensor:
+def _check_tables(name: str, W: Tensor | None, index: Tensor | None) -> None:
+    if W is None or index is None:
+        raise ValueError(f"{name}: tables=True needs the Wigner blocks W and an index")
+
+
+def _table(slots: list, slot: int, backend: str | None, index: Tensor, num_nodes: int) -> Tensor:
+    like = next(t for t in slots if t is not None)
+    chosen = registry.resolve_backend("so2_table", backend, like.device, like.dtype)
+    return so2_table_op(*slots, index, num_nodes, [slot], chosen)[0]
+
+
+def _frame_linear(slots: list, slot: int, backend: str | None, index: Tensor | None, num_nodes: int) -> Tensor:
     like = next(t for t in slots if t is not None)
     chosen = registry.resolve_backend("so2_frame_linear", backend, like.device, like.dtype)
-    return so2_frame_linear_op(*slots, [slot], chosen)[0]
+    return so2_frame_linear_op(*slots, index, num_nodes, [slot], chosen)[0]
 
 
 def _check(name: str, t: Tensor, shape: tuple, what: str) -> None:

@@ -56,6 +56,10 @@ class SO2Convolution(torch.nn.Module):
         num_basis: radial basis size; ``radial_hidden``: hidden widths of the radial MLP (SiLU).
         r_max: cutoff radius; ``avg_num_neighbors``: the normalisation of the sum.
 
+    Attribute ``tables`` (default ``lmax <= 3``, where it is faster): apply the encoder and decoder matrices per
+    node and rotate per-node tables of hidden features per edge (``fastso3::so2_table``) instead of rotating the
+    features per edge into the per-order matmuls (``fastso3::so2_frame_linear``); the same function either way.
+
     ``forward(x (N, irreps_in.dim), edge_index (2, E) int [src, dst], edge_vec (E, 3)) -> (N, irreps_out.dim)``,
     in the dtype of the parameters. Edges shorter than ``1e-9`` use the frame ``R = I`` (their message is that of an
     edge along +y of zero length).
@@ -90,6 +94,7 @@ class SO2Convolution(torch.nn.Module):
         self.r_max, self.num_basis, self.avg_num_neighbors = float(r_max), num_basis, float(avg_num_neighbors)
         self._dims = (c0_in, c_in, l_in, c0_out, c_out, l_out)
         self.rotation = EdgeRotation(L, mmax)
+        self.tables = L <= 3
         # the radial MLP is told the basis' second moment for u uniform on [0, 1], so its gates have unit moment
         var = self._radial_basis(torch.linspace(0, 1, 4097, dtype=torch.float64)[1:]).pow(2).mean().item()
         self.radial = FullyConnectedNet(
@@ -127,9 +132,20 @@ class SO2Convolution(torch.nn.Module):
 
         Not divided by ``sqrt(avg_num_neighbors)`` (``forward`` does that after the sum).
         """
+        return self._convolve(x_src, edge_vec, None, None, 0)
+
+    def _convolve(self, x: Tensor, edge_vec: Tensor, src: Tensor | None, dst: Tensor | None, num_nodes: int) -> Tensor:
+        """``sum_{e: dst(e) = i} message(x[src(e)], edge_vec[e])`` as ``(num_nodes, irreps_out.dim)`` for node
+        features ``x (N, irreps_in.dim)`` and int64 ``src, dst (E,)``; with ``src = dst = None`` the messages of
+        ``x (E, irreps_in.dim)``, one per edge.
+
+        Everything per node is done on the nodes (layout changes, the scalar encoder and decoder, the output
+        rescaling): per edge only the Wigner blocks, the gates and the hidden features ``(2 mmax + 1, E, H)``
+        reach memory, the gather and the sum being fused into the rotations (``index`` of ``so2_encode``/``so2_decode``).
+        """
         c0_in, c_in, l_in, c0_out, c_out, l_out = self._dims
         L, K, H = self.L, self.mmax, self.hidden
-        x, x0 = to_padded(x_src, self.irreps_in)
+        x, x0 = to_padded(x, self.irreps_in)
         if l_in < L:  # pad the degrees l_in+1..L with zeros
             x = torch.nn.functional.pad(x, (L - l_in, L - l_in, 0, L - l_in))
         W = self.rotation(edge_vec)  # (E, L, 2K+1, 2L+1)
@@ -137,13 +153,18 @@ class SO2Convolution(torch.nn.Module):
         radial = self._radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1) / self.r_max)
         gates = self.radial(radial).reshape(-1, K + 1, H)
         en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
-        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale)
+        tables = self.tables and src is not None
+        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src, tables=tables)
         e_minus, e_m0, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
-        e_0 = (e_m0 + x0 @ en0[:c0_in]) * gates[:, 0]
+        s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node
+        e_0 = (e_m0 + (s0 if src is None else s0.index_select(0, src))) * gates[:, 0]
         de0 = self.de0 / math.sqrt(H)
-        y0 = e_0 @ de0[:, :c0_out]  # the scalar outputs; the m = 0 column is decoded with the other orders
-        de_0 = de0[:, c0_out:].reshape(H, c_out, L)
-        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W) * self.out_scale
+        de_0 = de0[:, c0_out:].reshape(H, c_out, L)  # the m = 0 column is decoded with the other orders
+        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes,
+                       tables=tables)  # fmt: skip
+        # the scalar outputs: linear in e_0, so summed into the nodes first
+        y0 = (e_0 if dst is None else scatter_sum(e_0, dst, dim=0, dim_size=num_nodes)) @ de0[:, :c0_out]
+        y = y * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
@@ -163,5 +184,5 @@ class SO2Convolution(torch.nn.Module):
             # values are read eagerly; compiled indexing has its own bounds checks
             check_index("SO2Convolution", name, idx, x.shape[0], device=x.device, what="nodes",
                         values=not tracing())  # fmt: skip
-        msg = self.edge_messages(x[edge_index[0]], edge_vec)
-        return scatter_sum(msg, edge_index[1], dim=0, dim_size=x.shape[0]) / math.sqrt(self.avg_num_neighbors)
+        out = self._convolve(x, edge_vec, edge_index[0], edge_index[1], x.shape[0])
+        return out / math.sqrt(self.avg_num_neighbors)

@@ -12,7 +12,9 @@
 // per-thread scratch, so every inner loop is a contiguous axpy or dot over the channels, and only each
 // degree's block of W is touched. Outputs: y as m-major (M, B, L, C) memory (the layout in which the
 // SO(2) bottleneck's matmuls read it in place), x as contiguous (B, C, L, N) (transposed from scratch in
-// cache), W's gradient as contiguous (B, L, M, N).
+// cache), W's gradient as contiguous (B, L, M, N). An optional row index makes the x slot read as input node
+// features: edge b reads row index[b] of x (the gather fused into the per-edge copy into scratch); an x
+// output is always per edge (the caller sums blocks of edges into their nodes, deterministically).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -25,13 +27,15 @@ template <typename T>
 struct View {
     const T* data;
     const int64_t* s;
+    const int64_t* rows = nullptr;  // edge b reads row rows[b] (null: row b)
+    int64_t row(int64_t b) const { return rows ? rows[b] : b; }
     T at(int64_t b, int64_t i, int64_t j, int64_t k) const { return data[b * s[0] + i * s[1] + j * s[2] + k * s[3]]; }
 };
 
 // dst[(l*K + k)*C + c] = v(b, c, l, k): one edge's features, channels innermost
 template <typename T>
 void gather(const View<T>& v, int64_t b, int64_t C, int64_t L, int64_t K, T* __restrict dst) {
-    const T* base = v.data + b * v.s[0];
+    const T* base = v.data + v.row(b) * v.s[0];
     for (int64_t l = 0; l < L; ++l)
         for (int64_t k = 0; k < K; ++k) {
             const T* src = base + l * v.s[2] + k * v.s[3];
@@ -118,13 +122,14 @@ void so2_rotation(View<T> y, View<T> w, View<T> x, T* const* outs, int64_t B, in
 }  // namespace
 
 extern "C" {
-// y, W, x: data and 4 strides each (unused for an output slot); outs[s] non-null for the slots to compute
+// y, W, x: data and 4 strides each (unused for an output slot); xi: null, or the row of x read by each edge
+// (x an input); outs[s] non-null for the slots to compute
 #define FASTSO3_SO2_ROTATION(T, SUFFIX)                                                                          \
     void fastso3_so2_rotation_##SUFFIX(const T* y, const int64_t* sy, const T* w, const int64_t* sw, const T* x, \
-                                       const int64_t* sx, T* out0, T* out1, T* out2, int64_t B, int64_t C,       \
-                                       int64_t L, int64_t M, int nthreads) {                                      \
+                                       const int64_t* sx, const int64_t* xi, T* out0, T* out1, T* out2,          \
+                                       int64_t B, int64_t C, int64_t L, int64_t M, int nthreads) {               \
         T* const outs[3] = {out0, out1, out2};                                                                   \
-        so2_rotation<T>(View<T>{y, sy}, View<T>{w, sw}, View<T>{x, sx}, outs, B, C, L, M, nthreads);             \
+        so2_rotation<T>(View<T>{y, sy}, View<T>{w, sw}, View<T>{x, sx, xi}, outs, B, C, L, M, nthreads);         \
     }
 
 FASTSO3_SO2_ROTATION(float, f32)

@@ -17,8 +17,11 @@ from typing import Any, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+import numpy as np
+
 from ..core.irreps import Irreps
 from ..core.sh import sh_plan
+from ._ffi import check_backend, sh_cpu
 from ._irreps_array import IrrepsArray, from_chunks
 
 __all__ = ["spherical_harmonics", "sh"]
@@ -43,7 +46,8 @@ def _output_irreps(irreps_out: Any, input_parity: Optional[int]) -> Irreps:
 
 
 def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, normalize: bool,
-                        normalization: Optional[str] = None, *, algorithm: Any = None) -> IrrepsArray:  # fmt: skip
+                        normalization: Optional[str] = None, *, algorithm: Any = None,
+                        backend: str = "xla") -> IrrepsArray:  # fmt: skip
     """Spherical harmonics ``Y^l(x)`` of the vectors ``input`` ``(..., 3)`` (x, y, z; y is the polar axis).
 
     Args:
@@ -52,6 +56,8 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
         normalize: restrict to the sphere (divide by the norm; a zero vector stays zero).
         normalization: 'component' (default, ``|Y^l|^2 = 2l+1``), 'norm' (``|Y^l| = 1``) or 'integral'.
         algorithm: accepted for e3nn-jax compatibility; the plan's recursion is always used.
+        backend: 'xla' (default: jnp operations XLA fuses) or 'cpu' (fastso3's compiled CPU kernel through
+            ``jax.ffi``, float32/float64 on CPU devices; raises ``CPUKernelUnavailable`` if it cannot be built).
 
     Returns:
         IrrepsArray ``(..., irreps_out.dim)`` with the dtype of ``input``.
@@ -62,6 +68,7 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
             raise ValueError(f"spherical_harmonics: the input must be one vector (1x1o or 1x1e), got {input.irreps}")
         parity = input.irreps[0].ir.p
         input = input.array
+    check_backend(backend)
     x = jnp.asarray(input)
     if x.ndim == 0 or x.shape[-1] != 3:
         raise ValueError(f"spherical_harmonics: input must have shape (..., 3), got {x.shape}")
@@ -71,6 +78,8 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
     normalization = "component" if normalization is None else normalization
     if irreps.num_irreps == 0:
         return IrrepsArray(irreps, jnp.zeros(x.shape[:-1] + (0,), x.dtype))
+    if backend == "cpu":
+        return _spherical_harmonics_cpu(irreps, x, normalize, normalization)
     if normalize:
         r2 = jnp.sum(x**2, axis=-1, keepdims=True)
         x = x / jnp.sqrt(jnp.where(r2 == 0.0, 1.0, r2))
@@ -81,6 +90,16 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
         y = components[ir.l] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
         chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
     return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
+
+
+def _spherical_harmonics_cpu(irreps: Irreps, x: jax.Array, normalize: bool, normalization: str) -> IrrepsArray:
+    """All degrees ``0..lmax`` from the CPU kernel, then the columns ``irreps`` asks for (one gather, none when
+    ``irreps`` is ``0..lmax`` once each)."""
+    y = sh_cpu(x, irreps.lmax, normalize, normalization)
+    columns = [c for mul, ir in irreps for _ in range(mul) for c in range(ir.l**2, (ir.l + 1) ** 2)]
+    if columns != list(range(y.shape[-1])):
+        y = jnp.take(y, np.asarray(columns), axis=-1)
+    return IrrepsArray(irreps, y)
 
 
 def _accumulate(lmax: int, factors: list, xs: list, scale_by_degree: bool, out: list) -> list:
@@ -121,6 +140,6 @@ def _components_jvp(lmax: int, primals: tuple, tangents: tuple) -> tuple:
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,
-       algorithm: Any = None) -> jax.Array:  # fmt: skip
+       algorithm: Any = None, backend: str = "xla") -> jax.Array:  # fmt: skip
     """:func:`spherical_harmonics` on a raw ``(..., 3)`` array (read as ``1o``), returning the raw array."""
-    return spherical_harmonics(irreps_out, IrrepsArray("1o", input), normalize, normalization).array
+    return spherical_harmonics(irreps_out, IrrepsArray("1o", input), normalize, normalization, backend=backend).array

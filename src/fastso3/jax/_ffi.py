@@ -70,6 +70,7 @@ def _register_targets() -> None:
 
 
 def _nthreads() -> int:
+    """The kernels' OpenMP threads: the usable cores (the torch front uses ``torch.get_num_threads()``)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -102,29 +102,52 @@ def _spherical_harmonics_cpu(irreps: Irreps, x: jax.Array, normalize: bool, norm
     return IrrepsArray(irreps, y)
 
 
+def _degree_one(lmax: int, v: jax.Array) -> jax.Array:
+    """The plan's degree-1 entries (``Y^1_k = c_k v_{d_k}``, read from ``Y^0 = 1``) as one vector operation on
+    ``v`` ``(..., 3)``: no per-component slices, which at l_max = 1 are most of the work."""
+    plan = sh_plan(lmax, "component")
+    first = plan.fwd_out < 4
+    dims, coef = plan.fwd_dim[first].tolist(), plan.fwd_coef[first].tolist()
+    v = v if dims == [0, 1, 2] else v[..., np.asarray(dims)]
+    return v * np.asarray(coef, v.dtype)
+
+
 def _accumulate(lmax: int, factors: list, xs: list, scale_by_degree: bool, out: list) -> list:
-    """``out[fwd_out] += c * factors[fwd_in] * xs[fwd_dim]`` over the plan's sparse forward table, with
-    ``c = fwd_coef`` (times the degree of the output when ``scale_by_degree``); ``None`` entries of ``out`` are
-    zeros. Single-component products, which XLA fuses into one loop (a dense CG contraction per degree would
-    multiply mostly zeros). The entries are sorted by output, so ``factors`` may be ``out`` itself (the
-    recursion: a degree only reads finished lower degrees)."""
+    """``out[fwd_out] += c * factors[fwd_in] * xs[fwd_dim]`` over the plan's sparse forward table from degree 2
+    on (degree 1 is :func:`_degree_one`), with ``c = fwd_coef`` (times the degree of the output when
+    ``scale_by_degree``); ``None`` entries of ``out`` are zeros. Single-component products, which XLA fuses
+    into one loop (a dense CG contraction per degree would multiply mostly zeros). The entries are sorted by
+    output, so ``factors`` may be ``out`` itself (the recursion: a degree only reads finished lower degrees)."""
     plan = sh_plan(lmax, "component")
     for o, i, d, c in zip(plan.fwd_out.tolist(), plan.fwd_in.tolist(), plan.fwd_dim.tolist(), plan.fwd_coef.tolist()):
+        if o < 4:
+            continue
         term = (math.isqrt(o) * c if scale_by_degree else c) * factors[i] * xs[d]
         out[o] = term if out[o] is None else out[o] + term
     return out
 
 
-def _by_degree(lmax: int, comps: list) -> tuple:
-    """One ``(..., 2l+1)`` array per degree (stacked once, right where the output chunks are made)."""
-    return tuple(jnp.stack(comps[l * l : (l + 1) ** 2], axis=-1) for l in range(lmax + 1))
+def _by_degree(lmax: int, first: jax.Array, comps: list) -> tuple:
+    """One ``(..., 2l+1)`` array per degree (stacked once, right where the output chunks are made); degree 0
+    is ``comps[0]``, degree 1 the array ``first``."""
+    lower = (comps[0][..., None],) if lmax == 0 else (comps[0][..., None], first)
+    return lower + tuple(jnp.stack(comps[l * l : (l + 1) ** 2], axis=-1) for l in range(2, lmax + 1))
+
+
+def _unstacked(lmax: int, first: jax.Array, zero_degree: jax.Array) -> list:
+    """``[Y^0, Y^1_0, Y^1_1, Y^1_2, None, ...]``: the list :func:`_accumulate` fills from degree 2 on."""
+    if lmax < 2:  # nothing reads the single components
+        return [zero_degree]
+    return [zero_degree] + [first[..., m] for m in range(3)] + [None] * ((lmax + 1) ** 2 - 4)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _components(lmax: int, x: jax.Array) -> tuple:
     """Unnormalised 'component' values, one ``(..., 2l+1)`` array per degree: ``Y^0 = 1``, then the recursion."""
-    comps: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * ((lmax + 1) ** 2 - 1)
-    return _by_degree(lmax, _accumulate(lmax, comps, [x[..., i] for i in range(3)], False, comps))
+    first = _degree_one(lmax, x) if lmax > 0 else None
+    comps = _unstacked(lmax, first, jnp.ones(x.shape[:-1], x.dtype))
+    xs = [x[..., i] for i in range(3)] if lmax >= 2 else []
+    return _by_degree(lmax, first, _accumulate(lmax, comps, xs, False, comps))
 
 
 @_components.defjvp
@@ -134,9 +157,12 @@ def _components_jvp(lmax: int, primals: tuple, tangents: tuple) -> tuple:
     # for reverse mode, and higher derivatives differentiate this rule again.
     (x,), (x_dot,) = primals, tangents
     y = _components(lmax, x)
+    first = _degree_one(lmax, x_dot) if lmax > 0 else None
+    zero = _unstacked(lmax, first, jnp.zeros(x.shape[:-1], x.dtype))
+    if lmax < 2:
+        return y, _by_degree(lmax, first, zero)
     comps = [degree[..., m] for degree in y for m in range(degree.shape[-1])]
-    zero = [jnp.zeros(x.shape[:-1], x.dtype)] + [None] * (len(comps) - 1)
-    return y, _by_degree(lmax, _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, zero))
+    return y, _by_degree(lmax, first, _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, zero))
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,

@@ -1,6 +1,11 @@
 """backend='cpu' (the compiled CPU kernels behind jax.ffi) against the XLA path and e3nn-jax: values in float32
 and float64, jit, vmap, grad, jvp and second derivatives; explicit backend selection."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,3 +94,11 @@ def test_backend_is_explicit():
         f.spherical_harmonics(IRREPS, x.astype(jnp.float16), True, backend="cpu")
     jaxpr = str(jax.make_jaxpr(lambda v: f.sh(IRREPS, v, True, backend="cpu"))(x))
     assert "fastso3_sh" in jaxpr and "fastso3_sh" not in str(jax.make_jaxpr(lambda v: f.sh(IRREPS, v, True))(x))
+
+
+def test_cpu_backend_does_not_import_torch():
+    code = ("import sys, jax.numpy as jnp, fastso3.jax as f; "
+            "y = f.sh('0e + 1o + 2e', jnp.ones((2, 3)), True, backend='cpu'); "
+            "assert y.shape == (2, 9) and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(f.__file__).parents[2])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)

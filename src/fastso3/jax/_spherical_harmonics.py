@@ -87,7 +87,8 @@ def spherical_harmonics(irreps_out: Union[Any, int, Sequence[int]], input: Any, 
     components = _components(irreps.lmax, x)
     chunks = []
     for mul, ir in irreps:
-        y = components[ir.l] * jnp.asarray(plan.scale[ir.l**2], x.dtype)
+        scale = float(plan.scale[ir.l**2])
+        y = components[ir.l] if scale == 1.0 else components[ir.l] * jnp.asarray(scale, x.dtype)
         chunks.append(jnp.broadcast_to(y[..., None, :], x.shape[:-1] + (mul, ir.dim)))
     return from_chunks(irreps, chunks, x.shape[:-1], x.dtype)
 
@@ -102,52 +103,43 @@ def _spherical_harmonics_cpu(irreps: Irreps, x: jax.Array, normalize: bool, norm
     return IrrepsArray(irreps, y)
 
 
-def _degree_one(lmax: int, v: jax.Array) -> jax.Array:
-    """The plan's degree-1 entries (``Y^1_k = c_k v_{d_k}``, read from ``Y^0 = 1``) as one vector operation on
-    ``v`` ``(..., 3)``: no per-component slices, which at l_max = 1 are most of the work."""
-    plan = sh_plan(lmax, "component")
-    first = plan.fwd_out < 4
-    dims, coef = plan.fwd_dim[first].tolist(), plan.fwd_coef[first].tolist()
+def _degree_one(v: jax.Array) -> jax.Array:
+    """Degree 1 (``Y^1_k = c_k v_{d_k}``, the plan's entries read from ``Y^0 = 1``) as one vector operation on
+    ``v`` ``(..., 3)``: at l_max = 1 the per-component slices of the recursion are most of the work. (Only
+    there: from l_max = 2 on, the slices of this vector made XLA's gradient at l_max = 8 10x slower.)"""
+    plan = sh_plan(1, "component")
+    dims, coef = plan.fwd_dim.tolist(), plan.fwd_coef.tolist()
     v = v if dims == [0, 1, 2] else v[..., np.asarray(dims)]
+    if np.allclose(coef, coef[0], rtol=1e-14, atol=0):  # sqrt(3) three times: a scalar XLA folds in
+        return v * coef[0]
     return v * np.asarray(coef, v.dtype)
 
 
 def _accumulate(lmax: int, factors: list, xs: list, scale_by_degree: bool, out: list) -> list:
-    """``out[fwd_out] += c * factors[fwd_in] * xs[fwd_dim]`` over the plan's sparse forward table from degree 2
-    on (degree 1 is :func:`_degree_one`), with ``c = fwd_coef`` (times the degree of the output when
-    ``scale_by_degree``); ``None`` entries of ``out`` are zeros. Single-component products, which XLA fuses
-    into one loop (a dense CG contraction per degree would multiply mostly zeros). The entries are sorted by
-    output, so ``factors`` may be ``out`` itself (the recursion: a degree only reads finished lower degrees)."""
+    """``out[fwd_out] += c * factors[fwd_in] * xs[fwd_dim]`` over the plan's sparse forward table, with
+    ``c = fwd_coef`` (times the degree of the output when ``scale_by_degree``); ``None`` entries of ``out`` are
+    zeros. Single-component products, which XLA fuses into one loop (a dense CG contraction per degree would
+    multiply mostly zeros). The entries are sorted by output, so ``factors`` may be ``out`` itself (the
+    recursion: a degree only reads finished lower degrees)."""
     plan = sh_plan(lmax, "component")
     for o, i, d, c in zip(plan.fwd_out.tolist(), plan.fwd_in.tolist(), plan.fwd_dim.tolist(), plan.fwd_coef.tolist()):
-        if o < 4:
-            continue
         term = (math.isqrt(o) * c if scale_by_degree else c) * factors[i] * xs[d]
         out[o] = term if out[o] is None else out[o] + term
     return out
 
 
-def _by_degree(lmax: int, first: jax.Array, comps: list) -> tuple:
-    """One ``(..., 2l+1)`` array per degree (stacked once, right where the output chunks are made); degree 0
-    is ``comps[0]``, degree 1 the array ``first``."""
-    lower = (comps[0][..., None],) if lmax == 0 else (comps[0][..., None], first)
-    return lower + tuple(jnp.stack(comps[l * l : (l + 1) ** 2], axis=-1) for l in range(2, lmax + 1))
-
-
-def _unstacked(lmax: int, first: jax.Array, zero_degree: jax.Array) -> list:
-    """``[Y^0, Y^1_0, Y^1_1, Y^1_2, None, ...]``: the list :func:`_accumulate` fills from degree 2 on."""
-    if lmax < 2:  # nothing reads the single components
-        return [zero_degree]
-    return [zero_degree] + [first[..., m] for m in range(3)] + [None] * ((lmax + 1) ** 2 - 4)
+def _by_degree(lmax: int, comps: list) -> tuple:
+    """One ``(..., 2l+1)`` array per degree (stacked once, right where the output chunks are made)."""
+    return tuple(jnp.stack(comps[l * l : (l + 1) ** 2], axis=-1) for l in range(lmax + 1))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _components(lmax: int, x: jax.Array) -> tuple:
     """Unnormalised 'component' values, one ``(..., 2l+1)`` array per degree: ``Y^0 = 1``, then the recursion."""
-    first = _degree_one(lmax, x) if lmax > 0 else None
-    comps = _unstacked(lmax, first, jnp.ones(x.shape[:-1], x.dtype))
-    xs = [x[..., i] for i in range(3)] if lmax >= 2 else []
-    return _by_degree(lmax, first, _accumulate(lmax, comps, xs, False, comps))
+    if lmax == 1:
+        return jnp.ones(x.shape[:-1] + (1,), x.dtype), _degree_one(x)
+    comps: list = [jnp.ones(x.shape[:-1], x.dtype)] + [None] * ((lmax + 1) ** 2 - 1)
+    return _by_degree(lmax, _accumulate(lmax, comps, [x[..., i] for i in range(3)], False, comps))
 
 
 @_components.defjvp
@@ -157,12 +149,11 @@ def _components_jvp(lmax: int, primals: tuple, tangents: tuple) -> tuple:
     # for reverse mode, and higher derivatives differentiate this rule again.
     (x,), (x_dot,) = primals, tangents
     y = _components(lmax, x)
-    first = _degree_one(lmax, x_dot) if lmax > 0 else None
-    zero = _unstacked(lmax, first, jnp.zeros(x.shape[:-1], x.dtype))
-    if lmax < 2:
-        return y, _by_degree(lmax, first, zero)
+    if lmax == 1:
+        return y, (jnp.zeros(x.shape[:-1] + (1,), x.dtype), _degree_one(x_dot))
     comps = [degree[..., m] for degree in y for m in range(degree.shape[-1])]
-    return y, _by_degree(lmax, first, _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, zero))
+    zero = [jnp.zeros(x.shape[:-1], x.dtype)] + [None] * (len(comps) - 1)
+    return y, _by_degree(lmax, _accumulate(lmax, comps, [x_dot[..., i] for i in range(3)], True, zero))
 
 
 def sh(irreps_out: Any, input: jax.Array, normalize: bool, normalization: Optional[str] = None, *,

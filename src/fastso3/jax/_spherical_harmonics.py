@@ -3,6 +3,7 @@
 ``Y^0 = 1``, ``Y^l = a_l C^{(l, l-1, 1)} Y^{l-1} x`` evaluated from the plan's sparse forward table, then the
 plan's normalisation scale; the same tables the torch front's kernels evaluate. The derivative is a
 ``custom_jvp`` on the same table (Euler's identity for homogeneous polynomials), valid to every order.
+``backend="cpu"`` runs the torch front's compiled kernel on the same plan instead (:mod:`fastso3.jax._ffi`).
 Signature and defaults of e3nn-jax 0.21.0
 (``e3nn_jax/_src/spherical_harmonics/__init__.py``): ``normalization`` defaults to ``'component'``
 (e3nn torch: 'integral'), ``normalize=True`` maps a zero vector to ``Y^0`` and zeros.

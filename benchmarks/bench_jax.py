@@ -2,7 +2,8 @@
 
 Providers (same data for both; each call blocks until the result is ready):
 
-* ``fastso3.jax``: ``fastso3.jax`` (the core plans executed with XLA);
+* ``fastso3.jax``: ``fastso3.jax`` (the core plans executed with XLA, the default ``backend='xla'``);
+* ``fastso3.jax[cpu]``: ``backend='cpu'``, fastso3's compiled CPU kernels through ``jax.ffi`` (the ``sh`` rows);
 * ``e3nn-jax``: ``e3nn_jax`` 0.21.0, the reference of the speed-up column.
 
 Cases:
@@ -41,7 +42,7 @@ def _modules(provider: str):
         except ImportError as exc:
             raise Unavailable("e3nn-jax is not installed") from exc
         return jax, jnp, lib, legacy.FunctionalFullyConnectedTensorProduct
-    import fastso3.jax as lib
+    import fastso3.jax as lib  # both fastso3 providers
 
     return jax, jnp, lib, lib.FunctionalFullyConnectedTensorProduct
 
@@ -58,12 +59,23 @@ def _sh_factory(provider: str, lmax: int, points: np.ndarray, with_grad: bool):
     def factory():
         jax, jnp, lib, _ = _modules(provider)
         irreps = "+".join(f"{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1))
+        options = {"backend": "cpu"} if provider == "fastso3.jax[cpu]" else {}
+        if options:
+            from fastso3.kernels.cpu.loader import library_status
+
+            available, reason = library_status()
+            if not available:
+                raise Unavailable(reason)
         x = jnp.asarray(points)
+
+        def sh(v):
+            return lib.spherical_harmonics(irreps, v, True, **options).array
+
         if not with_grad:
-            return _blocking(jax.jit(lambda v: lib.spherical_harmonics(irreps, v, True).array), x)
+            return _blocking(jax.jit(sh), x)
         # The cotangent is an argument: a closed-over constant would let XLA fold part of the backward pass.
         g = jnp.asarray(np.random.default_rng(1).standard_normal((len(points), (lmax + 1) ** 2)).astype(np.float32))
-        return _blocking(jax.jit(jax.value_and_grad(lambda v, g: jnp.sum(lib.spherical_harmonics(irreps, v, True).array * g))), x, g)
+        return _blocking(jax.jit(jax.value_and_grad(lambda v, g: jnp.sum(sh(v) * g))), x, g)
 
     return factory
 
@@ -113,6 +125,13 @@ def _checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, fx2):
             results[provider] = [np.asarray(v) for v in (y, z, u)]
         for name, a, b in zip(("sh", "tp", "fctp"), results["fastso3.jax"], results["e3nn-jax"]):
             out[f"max_abs_diff_{name}_float32"] = float(np.abs(a - b).max())
+        from fastso3.kernels.cpu.loader import library_status
+
+        if library_status()[0]:
+            import fastso3.jax
+
+            y = fastso3.jax.spherical_harmonics("0e+1o+2e+3o+4e", jnp.asarray(points[:1000]), True, backend="cpu").array
+            out["max_abs_diff_sh_cpu_float32"] = float(np.abs(np.asarray(y) - results["e3nn-jax"][0]).max())
         return out
 
     return checks
@@ -136,7 +155,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         for lmax in lmaxes:
             name = "sh+grad" if with_grad else "sh"
             cases.append(Case(name=f"{name} lmax={lmax}", params={"measure": name, "lmax": lmax, "n": n_sh},
-                              providers={p: _sh_factory(p, lmax, points, with_grad) for p in providers}))  # fmt: skip
+                              providers={p: _sh_factory(p, lmax, points, with_grad) for p in (*providers, "fastso3.jax[cpu]")}))  # fmt: skip
     cases.append(Case(name="tp 16x(0e+1o+2e) x (0e+1o+2e)", params={"measure": "tp", "lmax": 2, "n": n_tp},
                       providers={p: _tp_factory(p, *irreps_tp, x1, x2) for p in providers}))  # fmt: skip
     for with_grad in (False, True):
@@ -151,10 +170,10 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     return Benchmark(
         name="jax",
         description=f"fastso3.jax vs e3nn-jax 0.21.0 on CPU, float32, jit: spherical harmonics of {n_sh} points "
-        f"(values, values+gradient), tensor_product and the fully connected product (shared weights, vmap) of {n_tp} pairs",
+        f"(values, values+gradient; backend 'xla' and 'cpu'), tensor_product and the fully connected product (shared weights, vmap) of {n_tp} pairs",
         cases=cases,
         reference="e3nn-jax",
-        ratios=[("e3nn-jax/fastso3.jax", "e3nn-jax", "fastso3.jax")],
+        ratios=[("e3nn-jax/fastso3.jax", "e3nn-jax", "fastso3.jax"), ("e3nn-jax/fastso3.jax[cpu]", "e3nn-jax", "fastso3.jax[cpu]")],
         settings={"n_sh": n_sh, "n_tp": n_tp, "lmax": lmaxes, "dtype": "float32", "quick": quick,
                   "irreps_tp": irreps_tp, "irreps_fctp": irreps_fctp},  # fmt: skip
         plot_x="lmax",

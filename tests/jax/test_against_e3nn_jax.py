@@ -53,6 +53,16 @@ def test_tensor_product(kwargs):
     assert str(f.tensor_product(b1.irreps, b2.irreps, **kwargs)) == str(e3nn.tensor_product(a1.irreps, a2.irreps, **kwargs))
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"irrep_normalization": "norm", "normalized_input": True, "regroup_output": False},
+                                    {"irrep_normalization": "component", "normalized_input": True}])  # fmt: skip
+def test_tensor_square(kwargs):
+    a, b = _pair("2x0e + 1o + 3x1o + 0o + 2x2e + 1e", 2)
+    _close(jax.jit(lambda x: e3nn.tensor_square(x, **kwargs))(a), jax.jit(lambda x: f.tensor_square(x, **kwargs))(b))
+    c, d = _pair("0e + 2x1o", 3, lead=())  # one sample: the remaining normalisations too
+    for other in (kwargs, {"irrep_normalization": "norm"}, {"irrep_normalization": "none", "normalized_input": True}):
+        _close(e3nn.tensor_square(c, **other), f.tensor_square(d, **other))
+
+
 def test_elementwise_tensor_product_and_seed_full_tensor_product():
     a1, b1 = _pair("2x0e + 1o + 2e", 0)
     a2, b2 = _pair("1o + 0e + 1e + 1o", 1)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .cg import wigner_3j, wigner_3j_sparse
 
-__all__ = ["SHPlan", "sh_plan", "NORMALIZATIONS", "sh_offset"]
+__all__ = ["SHPlan", "sh_plan", "sh_grad_table", "NORMALIZATIONS", "sh_offset"]
 
 NORMALIZATIONS = ("integral", "component", "norm")
 
@@ -157,3 +157,22 @@ def _sh_plan(lmax: int, normalization: str) -> SHPlan:
         bwd_coef=cat(bwd[3], np.float64),
         recursion_blocks=tuple(_frozen(_a(l) * wigner_3j(l, l - 1, 1)) for l in range(1, lmax + 1)),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def sh_grad_table(lmax: int, normalization: str, roles: tuple[int, int, int]) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[int, int, int]]:
+    """The plan's gradient table as a sparse accumulation ``out[i_out] += coef * x1[i_1] * x2[i_2]``.
+
+    The table's three slots are (point component ``0..2``, cotangent ``g``, output ``y``), of sizes
+    ``(3, size, size)``; ``roles = (o, a, b)`` says which slot indexes the output, ``x1`` and ``x2``
+    (``(0, 1, 2)``: the vjp ``grad_u``; ``(1, 0, 2)``: the jvp ``dy`` from ``du``). Every derivative of a
+    sparse accumulation is one with permuted roles. Returns ``((i_out, i_1, i_2), coef, (n_out, n_1, n_2))``,
+    int64 / float64, sorted by output (the kernels' fast path), read-only.
+    """
+    if sorted(roles) != [0, 1, 2]:
+        raise ValueError(f"roles must be a permutation of 0, 1, 2, got {roles}")
+    plan = sh_plan(lmax, normalization)
+    slots, dims = (plan.bwd_dim, plan.bwd_g, plan.bwd_y), (3, plan.size, plan.size)
+    order = np.argsort(slots[roles[0]], kind="stable")
+    return (tuple(_frozen(slots[r][order]) for r in roles), _frozen(plan.bwd_coef[order]),
+            tuple(dims[r] for r in roles))  # fmt: skip

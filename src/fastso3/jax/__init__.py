@@ -1,7 +1,7 @@
 """fastso3 for JAX: e3nn-jax 0.21.0's functional API on fastso3's numpy plans (imports jax and numpy, never torch).
 
 ``IrrepsArray`` (with ``None`` for chunks known to be zero), ``spherical_harmonics``, ``tensor_product``,
-``elementwise_tensor_product``, ``FunctionalTensorProduct`` / ``FunctionalFullyConnectedTensorProduct``
+``elementwise_tensor_product``, ``tensor_square``, ``FunctionalTensorProduct`` / ``FunctionalFullyConnectedTensorProduct``
 (``left_right(weights, x1, x2)``, composing with ``jax.vmap`` for shared weights, batch weights and extra
 channel axes), ``FunctionalLinear`` and the layer ``Linear`` (``init``/``apply``), ``gate``,
 ``scalar_activation``, ``norm`` and ``soft_one_hot_linspace``. Every product is executed from the plans of
@@ -44,6 +44,7 @@ from ._tensor_product import FunctionalTensorProduct as FunctionalTensorProduct
 from ._tensor_product import elementwise_tensor_product as elementwise_tensor_product
 from ._tensor_product import full_tensor_product as full_tensor_product
 from ._tensor_product import tensor_product as tensor_product
+from ._tensor_product import tensor_square as tensor_square
 
 legacy = _Namespace(FunctionalTensorProduct=FunctionalTensorProduct,
                     FunctionalFullyConnectedTensorProduct=FunctionalFullyConnectedTensorProduct)  # fmt: skip
@@ -54,5 +55,5 @@ __all__ = [
     "FunctionalLinear", "Linear", "gate", "norm", "normalize_function", "normalspace", "scalar_activation",
     "soft_odd", "soft_one_hot_linspace", "sus", "angles_to_matrix", "matrix_to_angles", "rand_matrix",
     "wigner_D", "sh", "spherical_harmonics", "FunctionalFullyConnectedTensorProduct", "FunctionalTensorProduct",
-    "elementwise_tensor_product", "full_tensor_product", "tensor_product", "legacy",
+    "elementwise_tensor_product", "full_tensor_product", "tensor_product", "tensor_square", "legacy",
 ]  # fmt: skip

@@ -39,11 +39,11 @@ __all__ = [
     "tensor_product",
     "full_tensor_product",
     "elementwise_tensor_product",
+    "tensor_square",
 ]
 
 # (mode, has_weight) -> einsum over (weights, scaled CG (i, j, k), x1 (..., u, i), x2 (..., v, j)).
 _EINSUM = {
-    ("uvw", True): "uvw,ijk,...ui,...vj->...wk",
     ("uvu", True): "uv,ijk,...ui,...vj->...uk",
     ("uvu", False): "ijk,...ui,...vj->...uk",
     ("uvv", True): "uv,ijk,...ui,...vj->...vk",
@@ -77,17 +77,29 @@ def _as_input(x: Any, irreps: Irreps, name: str) -> IrrepsArray:
 def _execute(plan: TensorProductPlan, coefficients: Sequence[float], weights: Sequence[Any],
              x1: IrrepsArray, x2: IrrepsArray, dtype) -> IrrepsArray:  # fmt: skip
     """Run every path of ``plan`` on the chunks of ``x1``, ``x2`` (weights: one ``path_shape`` array per
-    weighted path); paths with an empty block or a zero chunk are skipped."""
+    weighted path); paths with an empty block or a zero chunk are skipped.
+
+    Weighted ``uvw`` and unweighted ``uvuv`` paths go through :func:`_sparse_pairs` (the CG block's non-zero
+    entries as fused elementwise products); the weighted ``uvw`` paths into one output then share one matmul
+    with their weights stacked (:func:`_uvw_group`). The other modes are one einsum per path."""
     lead = jnp.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
     outputs: list = [[] for _ in plan.irreps_out]
+    uvw: list = [[] for _ in plan.irreps_out]
     weights = iter(weights)
     for path, c in zip(plan.paths, coefficients):
         w = next(weights) if path.has_weight else None
         a, b = x1.chunks[path.i_in1], x2.chunks[path.i_in2]
         if path.empty or a is None or b is None or c == 0:
             continue
-        cg = jnp.asarray(c * path.cg, dtype)
         a, b = a.astype(dtype), b.astype(dtype)
+        if path.mode == "uvw" and w is not None:
+            uvw[path.i_out].append((path, c * jnp.asarray(w, dtype), _sparse_pairs(path, a, b, dtype)))
+            continue
+        if path.mode == "uvuv" and w is None:
+            t = _sparse_pairs(path, a, b, dtype, c)  # (..., d3, u v)
+            outputs[path.i_out].append(jnp.swapaxes(t, -1, -2))
+            continue
+        cg = jnp.asarray(c * path.cg, dtype)
         if path.mode in ("uvu<v", "u<vw"):
             u, v = path.pairs
             pair_products = jnp.einsum("...ui,...vj->...uvij", a, b)[..., u, v, :, :]
@@ -95,33 +107,44 @@ def _execute(plan: TensorProductPlan, coefficients: Sequence[float], weights: Se
         else:
             operands = (a, b)
         w = None if w is None else jnp.asarray(w, dtype)
-        out = _two_step(path, w, cg, a, b)
-        if out is None:
-            operands = (cg, *operands) if w is None else (w, cg, *operands)
-            out = jnp.einsum(_EINSUM[path.mode, path.has_weight], *operands)
+        operands = (cg, *operands) if w is None else (w, cg, *operands)
+        out = jnp.einsum(_EINSUM[path.mode, path.has_weight], *operands)
         if path.mode == "uvuv":
             out = jnp.reshape(out, out.shape[:-3] + (path.mul_out, path.d3))
         elif path.mode == "uuw" and not path.has_weight:
             out = out[..., None, :]
         outputs[path.i_out].append(out)
+    for i_out, group in enumerate(uvw):
+        if group:
+            outputs[i_out].append(_uvw_group(group))
     chunks = [None if not outs else sum(outs[1:], outs[0]) for outs in outputs]
     return from_chunks(plan.irreps_out, chunks, lead, dtype)
 
 
-# The unweighted uvuv product (tensor_product): the input the plan names (``cg_first``, the cheaper one) meets
-# the CG block first, then the other input: two plain contractions. (For the weighted modes one jnp.einsum
-# over all operands, as e3nn-jax writes it, measured faster than this order.)
-_PAIR_PRODUCT = {"in1": ("...ui,ijk->...ujk", "...ujk,...vj->...uvk"), "in2": ("...vj,ijk->...vik", "...ui,...vik->...uvk")}
+def _sparse_pairs(path, a: jax.Array, b: jax.Array, dtype, c: float = 1.0) -> jax.Array:
+    """``t[..., k, (u, v)] = c sum_ij C_ijk a[..., u, i] b[..., v, j]`` over the block's non-zero entries.
+
+    ``a`` ``(..., u, d1)``, ``b`` ``(..., v, d2)`` -> ``(..., d3, u v)``: single-entry products XLA fuses into
+    one loop (a dense einsum of a CG block multiplies mostly zeros, and the small per-sample matrix products
+    it becomes under ``vmap`` are slow on CPU)."""
+    sp = path.cg_sparse
+    lead = jnp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    rows: list = [None] * path.d3
+    for i, j, k, value in zip(sp.i1.tolist(), sp.i2.tolist(), sp.i3.tolist(), sp.values.tolist()):
+        term = (c * value) * (a[..., :, None, i] * b[..., None, :, j])
+        rows[k] = term if rows[k] is None else rows[k] + term
+    zero = jnp.zeros(lead + (path.mul1, path.mul2), dtype)
+    t = jnp.stack([zero if r is None else jnp.broadcast_to(r, zero.shape) for r in rows], axis=-3)
+    return jnp.reshape(t, lead + (path.d3, path.mul1 * path.mul2))
 
 
-def _two_step(path, w, cg, a, b):
-    """The path's contraction in the plan's order (``None`` for the modes left to one einsum)."""
-    if path.mode != "uvuv" or w is not None:
-        return None
-    first, second = _PAIR_PRODUCT[path.cg_first]
-    if path.cg_first == "in2":
-        return jnp.einsum(second, a, jnp.einsum(first, b, cg))
-    return jnp.einsum(second, jnp.einsum(first, a, cg), b)
+def _uvw_group(group: list) -> jax.Array:
+    """``out[..., w, k] = sum_paths sum_(u v) t[..., k, (u v)] W[(u v), w]``: the ``uvw`` paths into one
+    output as one matmul over their stacked pair products and weights (``c`` already in the weights)."""
+    t = jnp.concatenate([jnp.broadcast_to(t, jnp.broadcast_shapes(*(g[2].shape[:-1] for g in group)) + t.shape[-1:])
+                         for _, _, t in group], axis=-1)  # fmt: skip
+    w = jnp.concatenate([jnp.reshape(w, (-1, w.shape[-1])) for _, w, _ in group], axis=0)
+    return jnp.swapaxes(jnp.matmul(t, w), -1, -2)
 
 
 def _exponent(value: Union[str, float, None], name: str) -> float:
@@ -313,3 +336,76 @@ def elementwise_tensor_product(input1: Any, input2: Any, *, filter_ir_out: Any =
     plan = elementwise_tensor_product_plan(x1.irreps, x2.irreps, filter_ir_out, irrep_normalization)
     x1, x2 = x1.rechunk(plan.irreps_in1), x2.rechunk(plan.irreps_in2)
     return _execute(plan, [p.coefficient for p in plan.paths], [], x1, x2, dtype)
+
+
+def _square_alpha(normalization: str, normalized_input: bool, d1: int, d2: int, d_out: int, l_out: int,
+                  diagonal: bool) -> float:  # fmt: skip
+    """e3nn-jax 0.21's ``tensor_square`` path normalisation ``alpha`` (the CG block is scaled by sqrt(alpha)).
+
+    Off-diagonal products (two entries, or two copies ``u < v`` of one entry) use the ``tensor_product``
+    factors; the ``u = u`` products of one entry (only even ``l_out``, the symmetric part) correct for the
+    mean of ``x_u (x) x_u``, which is not zero for ``l_out = 0``."""
+    if normalization == "none":
+        return 1.0
+    component = normalization == "component"
+    if not diagonal:
+        if normalized_input:
+            return float(d1 * d2 * d_out) if component else float(d1 * d2)
+        return float(d_out) if component else float(d1 * d2)
+    if normalized_input:
+        base = d_out * d1 if l_out == 0 else d1 * (d1 + 2) / 2
+        return float(base * (d_out if component and l_out > 0 else 1))
+    scale = d_out if component else d1 * d2
+    return scale / (d1 + 2) if l_out == 0 else scale / 2
+
+
+def tensor_square(input: Any, *, irrep_normalization: Optional[str] = None, normalized_input: bool = False,
+                  regroup_output: bool = True) -> IrrepsArray:  # fmt: skip
+    """The products of ``input`` with itself without repeats (e3nn-jax 0.21 ``tensor_square``).
+
+    Per pair of entries ``i1 < i2``: every ``x_u (x) x_v`` (``uvuv``); per entry: the pairs ``u < v`` of its
+    copies (``uvu<v``) and, for even ``l_out`` only, the squares ``x_u (x) x_u`` (``uuu``); with e3nn-jax's
+    normalisation (:func:`_square_alpha`).
+
+    Args:
+        input: IrrepsArray ``(..., dim)`` (a raw array is read as scalars).
+        irrep_normalization: 'component' (default), 'norm' or 'none'.
+        normalized_input: the input is strictly normalised (changes the factors, as in e3nn-jax).
+        regroup_output: regroup the input and the output.
+
+    Returns:
+        IrrepsArray of the input's floating dtype, sorted in e3nn-jax's order (regrouped if asked).
+    """
+    x = as_irreps_array(input)
+    dtype = _float_dtype(x.dtype)
+    x = x.astype(dtype)
+    if regroup_output:
+        x = x.regroup()
+    normalization = "component" if irrep_normalization is None else irrep_normalization
+    if normalization not in ("component", "norm", "none"):
+        raise ValueError(f"irrep_normalization must be 'component', 'norm' or 'none', got {irrep_normalization!r}")
+    out: list = []
+    instructions: list = []
+    alphas: list = []
+
+    def add(i1, i2, mul, ir_out, mode, diagonal):
+        (_, ir1), (_, ir2) = x.irreps[i1], x.irreps[i2]
+        instructions.append((i1, i2, len(out), mode, False))
+        out.append((mul, ir_out))
+        alphas.append(_square_alpha(normalization, normalized_input, ir1.dim, ir2.dim, ir_out.dim, ir_out.l, diagonal))
+
+    for i1, (mul1, ir1) in enumerate(x.irreps):
+        for i2, (mul2, ir2) in enumerate(x.irreps):
+            for ir_out in ir1 * ir2:
+                if i1 < i2:
+                    add(i1, i2, mul1 * mul2, ir_out, "uvuv", False)
+                elif i1 == i2:
+                    if mul1 > 1:
+                        add(i1, i1, mul1 * (mul1 - 1) // 2, ir_out, "uvu<v", False)
+                    if ir_out.l % 2 == 0:
+                        add(i1, i1, mul1, ir_out, "uuu", True)
+    if not instructions:
+        return IrrepsArray(Irreps(""), jnp.zeros(x.shape[:-1] + (0,), dtype))
+    plan = tensor_product_plan(x.irreps, x.irreps, out, instructions, irrep_normalization="none")
+    result = _execute(plan, [float(np.sqrt(a)) for a in alphas], [], x, x, dtype).sort()
+    return result.regroup() if regroup_output else result

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 import torch
 
-from ..core.sh import SHPlan, sh_plan
+from ..core.sh import SHPlan, sh_grad_table, sh_plan
 from . import registry
 from ._checks import backend_for, check_index, check_shape, same_floats
 from .reference import sh as reference_sh
@@ -134,22 +134,20 @@ sparse_accumulate_op.register_autograd(_sa_backward, setup_context=_sa_setup)
 # output, ``x1`` and ``x2``. Differentiating permutes the roles, so every derivative is this same op.
 
 
-@functools.lru_cache(maxsize=None)
-def _table_arrays(table: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[int, int, int]]:
+def _table_arrays(table: str, roles: tuple[int, int, int]) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[int, int, int]]:
+    """((idx_out, idx1, idx2), coef, sizes) of the named table for these roles, sorted by output."""
     kind, *args = table.split(":")
     if kind == "sh_grad":
-        plan = sh_plan(int(args[0]), args[1])
-        return (plan.bwd_dim, plan.bwd_g, plan.bwd_y), plan.bwd_coef, (3, plan.size, plan.size)
+        return sh_grad_table(int(args[0]), args[1], roles)
     raise ValueError(f"unknown sparse-accumulation table {table!r}")
 
 
 @functools.lru_cache(maxsize=None)
 def _table_tensors(table: str, roles: tuple[int, int, int], device: torch.device, dtype: torch.dtype):
-    """(idx_out, idx1, idx2, coef) for these roles, sorted by output (the kernels' fast path)."""
-    slots, coef, _ = _table_arrays(table)
-    order = np.argsort(slots[roles[0]], kind="stable")
-    idx = [torch.tensor(slots[r][order], dtype=torch.int64, device=device) for r in roles]
-    return (*idx, torch.tensor(coef[order], dtype=dtype, device=device))
+    """(idx_out, idx1, idx2, coef) for these roles as tensors on ``device``, built once."""
+    slots, coef, _ = _table_arrays(table, roles)
+    idx = [torch.tensor(sl, dtype=torch.int64, device=device) for sl in slots]
+    return (*idx, torch.tensor(coef, dtype=dtype, device=device))
 
 
 @torch.library.custom_op("fastso3::sparse_accumulate_table", mutates_args=())
@@ -158,18 +156,18 @@ def sparse_accumulate_table_op(x1: torch.Tensor, x2: torch.Tensor, table: str, r
     op = "sparse_accumulate_table"
     same_floats(op, x1=x1, x2=x2)
     backend_for("sparse_accumulate", backend, x1)
-    dims = _table_arrays(table)[2]
     if sorted(roles) != [0, 1, 2]:
         raise ValueError(f"{op}: roles must be a permutation of 0, 1, 2, got {roles}")
-    check_shape(op, "x2", x2, (*x1.shape[:-1], dims[roles[2]]))
-    check_shape(op, "x1", x1, (*x1.shape[:-1], dims[roles[1]]))
+    dims = _table_arrays(table, tuple(roles))[2]
+    check_shape(op, "x2", x2, (*x1.shape[:-1], dims[2]))
+    check_shape(op, "x1", x1, (*x1.shape[:-1], dims[1]))
     idx_out, idx1, idx2, coef = _table_tensors(table, tuple(roles), x1.device, x1.dtype)
-    return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, coef, _table_arrays(table)[2][roles[0]], backend)
+    return _sparse_accumulate(x1, x2, idx_out, idx1, idx2, coef, dims[0], backend)
 
 
 @sparse_accumulate_table_op.register_fake
 def _(x1, x2, table, roles, backend):
-    return x1.new_empty(*x1.shape[:-1], _table_arrays(table)[2][roles[0]])
+    return x1.new_empty(*x1.shape[:-1], _table_arrays(table, tuple(roles))[2][0])
 
 
 def _sat_setup(ctx, inputs, output):

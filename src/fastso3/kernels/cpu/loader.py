@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["CPUKernelUnavailable", "cache_dir", "load_library", "library_function", "library_status"]
+__all__ = ["CPUKernelUnavailable", "build_shared_object", "cache_dir", "library_path", "load_library", "library_function",
+           "library_status"]
 
 _SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
@@ -32,9 +33,8 @@ class CPUKernelUnavailable(RuntimeError):
 def _compiler() -> str:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if compiler is None:
-        raise CPUKernelUnavailable(
-            "no C++ compiler found (set CXX or install g++); use backend='reference' for the pure-torch path"
-        )
+        raise CPUKernelUnavailable("no C++ compiler found (set CXX or install g++); use the backend of the plain "
+                                   "framework path instead (torch: backend='reference', jax: backend='xla')")  # fmt: skip
     return compiler
 
 
@@ -43,22 +43,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FASTSO3_CACHE", Path.home() / ".cache" / "fastso3"))
 
 
-def _build(compiler: str) -> Path:
+def build_shared_object(stem: str, sources: list[Path], flags: list[str], inputs: tuple[Path, ...] = ()) -> Path:
+    """Compile ``sources`` (and link ``inputs``) with ``flags`` into ``$FASTSO3_CACHE/{stem}_{hash}.so``.
+
+    The hash covers the sources, the inputs' paths, the flags, the compiler and the machine type, so an edited
+    source or another machine never picks up a stale binary. Raises :class:`CPUKernelUnavailable` with the
+    compiler's message if the build fails. Framework-neutral (used by the torch and the jax fronts).
+    """
+    compiler = _compiler()
     key = hashlib.sha256(
-        b"\0".join([*(src.read_bytes() for src in _SOURCES), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
+        b"\0".join([*(src.read_bytes() for src in sources), *(str(i).encode() for i in inputs), " ".join(flags).encode(),
+                    compiler.encode(), platform.machine().encode()])  # fmt: skip
     ).hexdigest()[:16]
-    target = cache_dir() / f"fastso3_cpu_{key}.so"
+    target = cache_dir() / f"{stem}_{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build into a private temporary file, then rename atomically: concurrent first uses are safe.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [compiler, *_FLAGS, *map(str, _SOURCES), "-o", tmp]
+    cmd = [compiler, *flags, *map(str, sources), *map(str, inputs), "-o", tmp]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(tmp)
-        raise CPUKernelUnavailable(f"building the CPU kernels failed:\n$ {' '.join(cmd)}\n{result.stderr}")
+        raise CPUKernelUnavailable(f"building {stem} failed:\n$ {' '.join(cmd)}\n{result.stderr}")
     os.replace(tmp, target)
     return target
 
@@ -88,7 +96,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 @functools.lru_cache(maxsize=None)
 def _load() -> ctypes.CDLL | CPUKernelUnavailable:
     try:
-        lib = ctypes.CDLL(str(_build(_compiler())))
+        lib = ctypes.CDLL(str(build_shared_object("fastso3_cpu", _SOURCES, _FLAGS)))
     except (OSError, CPUKernelUnavailable) as exc:
         return exc if isinstance(exc, CPUKernelUnavailable) else CPUKernelUnavailable(str(exc))
     _declare(lib)
@@ -103,6 +111,11 @@ def load_library() -> ctypes.CDLL:
     if isinstance(lib, CPUKernelUnavailable):
         raise lib
     return lib
+
+
+def library_path() -> Path:
+    """The path of the loaded kernel library (for a library that links against it, e.g. the jax FFI shim)."""
+    return Path(load_library()._name)
 
 
 def library_status() -> tuple[bool, str]:

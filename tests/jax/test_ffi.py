@@ -190,6 +190,8 @@ def test_channelwise_backend_is_explicit():
         f.FunctionalTensorProduct("2x0e", "2x0e", "2x0e", [(0, 0, 0, "uvw", True)], backend="cpu")
     with pytest.raises(TypeError, match="float32 or float64"):
         _cw("cpu").left_right(w.astype(jnp.float16), x1.astype(jnp.float16), x2.astype(jnp.float16))
+    with pytest.raises(ValueError, match="channel-wise contraction into slot 0"):
+        _ffi.channelwise_cpu(_cw("cpu")._cw_table, x1, x2[:, :3], jnp.broadcast_to(w, (len(x1), len(w))))
     assert "fastso3_channelwise" in str(jax.make_jaxpr(_cw("cpu").left_right)(w, x1, x2))
     assert "fastso3_channelwise" not in str(jax.make_jaxpr(_cw("xla").left_right)(w, x1, x2))
 

@@ -243,8 +243,8 @@ def _cw_dim(table: str, slot: int) -> int:
 def _cw_abstract(a, b, c, *, table, slot):
     roles = SLOT_ROLES[slot][1]
     expected = tuple(_cw_dim(table, r) for r in roles[1:])
-    if len({a.dtype, b.dtype, c.dtype}) != 1 or not (a.shape[:-1] == b.shape[:-1] == c.shape[:-1]) or (
-            a.ndim == 0 or (a.shape[-1], b.shape[-1], c.shape[-1]) != expected):  # fmt: skip
+    if min(a.ndim, b.ndim, c.ndim) == 0 or len({a.dtype, b.dtype, c.dtype}) != 1 or not (
+            a.shape[:-1] == b.shape[:-1] == c.shape[:-1] and (a.shape[-1], b.shape[-1], c.shape[-1]) == expected):  # fmt: skip
         raise ValueError(f"channel-wise contraction into slot {slot}: got {a.shape}, {b.shape}, {c.shape} "
                          f"({a.dtype}, {b.dtype}, {c.dtype}), expected (..., d) with d = {expected}, one dtype")  # fmt: skip
     return jax.core.ShapedArray((*a.shape[:-1], _cw_dim(table, slot)), a.dtype)
@@ -277,7 +277,7 @@ def _cw_jvp(primals, tangents, *, table, slot):
     out = _cw_p.bind(*primals, table=table, slot=slot)
     terms = [_cw_p.bind(*primals[:i], t, *primals[i + 1:], table=table, slot=slot)
              for i, t in enumerate(tangents) if type(t) is not ad.Zero]  # fmt: skip
-    return out, functools.reduce(jnp.add, terms) if terms else ad.Zero.from_primal_value(out)
+    return out, functools.reduce(jnp.add, terms)  # jax calls a jvp rule only with some tangent non-zero
 
 
 def _cw_transpose(ct, a, b, c, *, table, slot):

@@ -132,7 +132,7 @@ def _cw_inputs(dtype, lead=(5,)):
 @pytest.mark.parametrize("gradient_normalization", ["path", "element"])
 def test_channelwise_values_equal_xla_and_e3nn_jax(dtype, gradient_normalization):
     w, x1, x2 = _cw_inputs(dtype, lead=(2, 3))
-    cpu, xla = _cw("cpu", gradient_normalization=gradient_normalization), _cw("xla", gradient_normalization=gradient_normalization)
+    cpu, xla = (_cw(b, gradient_normalization=gradient_normalization) for b in ("cpu", "xla"))
     out = jax.jit(lambda *a: cpu.left_right(*a).array)(w, x1, x2[0])  # x2 broadcast over the first axis
     assert out.dtype == dtype and out.shape == (2, 3, cpu.irreps_out.dim)
     np.testing.assert_allclose(out, xla.left_right(w, x1, x2[0]).array, **_tol(dtype))
@@ -140,7 +140,10 @@ def test_channelwise_values_equal_xla_and_e3nn_jax(dtype, gradient_normalization
 
     ref = legacy.FunctionalTensorProduct(*(str(i) for i in CW_ARGS[:3]), CW_ARGS[3],
                                          gradient_normalization=gradient_normalization)  # fmt: skip
-    per_sample = lambda a, b: ref.left_right(w, e3nn.IrrepsArray(ref.irreps_in1, a), e3nn.IrrepsArray(ref.irreps_in2, b))  # noqa: E731
+
+    def per_sample(a, b):
+        return ref.left_right(w, e3nn.IrrepsArray(ref.irreps_in1, a), e3nn.IrrepsArray(ref.irreps_in2, b))
+
     expected = jax.vmap(jax.vmap(per_sample))(x1, jnp.broadcast_to(x2[0], x2.shape)).array  # e3nn-jax: one sample
     np.testing.assert_allclose(out, expected, **_tol(dtype))
 

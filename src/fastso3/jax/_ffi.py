@@ -259,7 +259,9 @@ def _cw_lowering(ctx, a, b, c, *, table, slot):
 
     def layout(s):  # (base, step) of a channeled slot; none for the channel-free one
         base, step = layouts[s][:2]
-        return (empty, empty) if base is None else (np.ascontiguousarray(base, np.int64), np.ascontiguousarray(step, np.int64))
+        if base is None:
+            return empty, empty
+        return np.ascontiguousarray(base, np.int64), np.ascontiguousarray(step, np.int64)
 
     (a_base, a_step), (b_base, b_step), (c_base, c_step), (o_base, o_step) = (layout(r) for r in (*roles[1:], roles[0]))
     return jax.ffi.ffi_lowering(f"fastso3_xla_cw_{kind}_{_SUFFIX[dtype]}")(

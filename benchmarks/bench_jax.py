@@ -3,7 +3,8 @@
 Providers (same data for both; each call blocks until the result is ready):
 
 * ``fastso3.jax``: ``fastso3.jax`` (the core plans executed with XLA, the default ``backend='xla'``);
-* ``fastso3.jax[cpu]``: ``backend='cpu'``, fastso3's compiled CPU kernels through ``jax.ffi`` (the ``sh`` rows);
+* ``fastso3.jax[cpu]``: ``backend='cpu'``, fastso3's compiled CPU kernels through ``jax.ffi`` (the ``sh`` and
+  ``uvu`` rows);
 * ``e3nn-jax``: ``e3nn_jax`` 0.21.0, the reference of the speed-up column.
 
 Cases:
@@ -13,7 +14,10 @@ Cases:
 * ``tp``: ``tensor_product(x1, x2)`` of N pairs (``16x0e+16x1o+16x2e`` with ``0e+1o+2e``);
 * ``fctp``: ``FunctionalFullyConnectedTensorProduct(...).left_right`` with shared weights under ``jax.vmap``
   (the seed's first pattern; ``16x0e+16x1o`` x ``0e+1o+2e`` -> ``16x0e+16x1o+16x2e``), forward and
-  forward+backward (gradient with respect to the weights).
+  forward+backward (gradient with respect to the weights);
+* ``uvu``: the channel-wise ``FunctionalTensorProduct`` (``fastso3.core.tensor_product_builders.
+  channelwise_tensor_product_spec``: ``16x0e+16x1o+16x2e`` x ``0e+1o+2e``, every ``uvu`` path, as in MACE and
+  NequIP) with shared weights under ``jax.vmap``, forward and forward+backward (weights and x1).
 
 Run: ``fastso3 bench jax [--quick]`` or ``python benchmarks/bench_jax.py [--quick]``.
 """
@@ -27,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Benchmark, Case, Unavailable, main
+
+from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
 
 
 def _modules(provider: str):
@@ -105,7 +111,42 @@ def _fctp_factory(provider: str, irreps: tuple, x1: np.ndarray, x2: np.ndarray, 
     return factory
 
 
-def _checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, fx2):
+def _uvu_product(provider: str, spec: dict):
+    """(jax, jnp, lib, product, per-path weights) of the channel-wise spec for ``provider``."""
+    jax, jnp, lib, _ = _modules(provider)
+    irreps = [str(spec[k]) for k in ("irreps_in1", "irreps_in2", "irreps_out")]
+    if provider == "e3nn-jax":
+        from e3nn_jax import legacy
+
+        tp = legacy.FunctionalTensorProduct(*irreps, spec["instructions"])
+    else:
+        if provider == "fastso3.jax[cpu]":
+            from fastso3.kernels.cpu.loader import library_status
+
+            available, reason = library_status()
+            if not available:
+                raise Unavailable(reason)
+        tp = lib.FunctionalTensorProduct(*irreps, spec["instructions"], backend="cpu" if provider.endswith("[cpu]") else "xla")
+    rng = np.random.default_rng(4)
+    ws = [jnp.asarray(rng.standard_normal(i.path_shape).astype(np.float32)) for i in tp.instructions if i.has_weight]
+    return jax, jnp, lib, tp, ws
+
+
+def _uvu_factory(provider: str, spec: dict, x1: np.ndarray, x2: np.ndarray, with_grad: bool):
+    def factory():
+        jax, jnp, lib, tp, ws = _uvu_product(provider, spec)
+        a = lib.IrrepsArray(str(spec["irreps_in1"]), jnp.asarray(x1))
+        b = lib.IrrepsArray(str(spec["irreps_in2"]), jnp.asarray(x2))
+        batched = jax.vmap(tp.left_right, (None, 0, 0), 0)
+        if not with_grad:
+            return _blocking(jax.jit(lambda w, a, b: batched(w, a, b).array), ws, a, b)
+        loss = lambda w, a, b: jnp.sum(batched(w, a, b).array ** 2)  # noqa: E731
+        return _blocking(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), ws, a, b)
+
+    return factory
+
+
+def _checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, fx2, spec_uvu, ux1):
     def checks():
         out = {}
         results = {}
@@ -132,6 +173,13 @@ def _checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, fx2):
 
             y = fastso3.jax.spherical_harmonics("0e+1o+2e+3o+4e", jnp.asarray(points[:1000]), True, backend="cpu").array
             out["max_abs_diff_sh_cpu_float32"] = float(np.abs(np.asarray(y) - results["e3nn-jax"][0]).max())
+            uvu = []
+            for provider in ("fastso3.jax[cpu]", "e3nn-jax"):
+                jax, jnp, lib, tp, ws = _uvu_product(provider, spec_uvu)
+                a = lib.IrrepsArray(str(spec_uvu["irreps_in1"]), jnp.asarray(ux1[:100]))
+                b = lib.IrrepsArray(str(spec_uvu["irreps_in2"]), jnp.asarray(x2[:100]))
+                uvu.append(np.asarray(jax.vmap(tp.left_right, (None, 0, 0))(ws, a, b).array))
+            out["max_abs_diff_uvu_cpu_float32"] = float(np.abs(uvu[0] - uvu[1]).max())
         return out
 
     return checks
@@ -149,6 +197,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     x2 = rng.standard_normal((n_tp, 9)).astype(np.float32)
     fx1 = rng.standard_normal((n_tp, 16 * 4)).astype(np.float32)
     providers = ("fastso3.jax", "e3nn-jax")
+    spec_uvu = channelwise_tensor_product_spec(*irreps_tp)  # 16x(0e+1o+2e) x (0e+1o+2e), like x1 and x2
 
     cases = []
     for with_grad in (False, True):
@@ -162,6 +211,11 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         name = "fctp+grad" if with_grad else "fctp"
         cases.append(Case(name=f"{name} shared weights", params={"measure": name, "lmax": 2, "n": n_tp},
                           providers={p: _fctp_factory(p, irreps_fctp, fx1, x2, with_grad) for p in providers}))  # fmt: skip
+    for with_grad in (False, True):
+        name = "uvu+grad" if with_grad else "uvu"
+        cases.append(Case(name=f"{name} shared weights", params={"measure": name, "lmax": 2, "n": n_tp},
+                          providers={p: _uvu_factory(p, spec_uvu, x1, x2, with_grad)
+                                     for p in (*providers, "fastso3.jax[cpu]")}))  # fmt: skip
     timing = (
         {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "min_time": 0.05, "block_time": 0.005}
         if quick
@@ -170,15 +224,15 @@ def make_benchmark(quick: bool = False) -> Benchmark:
     return Benchmark(
         name="jax",
         description=f"fastso3.jax vs e3nn-jax 0.21.0 on CPU, float32, jit: spherical harmonics of {n_sh} points "
-        f"(values, values+gradient; backend 'xla' and 'cpu'), tensor_product and the fully connected product (shared weights, vmap) of {n_tp} pairs",
+        f"(values, values+gradient; backend 'xla' and 'cpu'), tensor_product, the fully connected and the channel-wise (uvu; 'xla' and 'cpu') products (shared weights, vmap) of {n_tp} pairs",
         cases=cases,
         reference="e3nn-jax",
         ratios=[("e3nn-jax/fastso3.jax", "e3nn-jax", "fastso3.jax"), ("e3nn-jax/fastso3.jax[cpu]", "e3nn-jax", "fastso3.jax[cpu]")],
         settings={"n_sh": n_sh, "n_tp": n_tp, "lmax": lmaxes, "dtype": "float32", "quick": quick,
-                  "irreps_tp": irreps_tp, "irreps_fctp": irreps_fctp},  # fmt: skip
+                  "irreps_tp": irreps_tp, "irreps_fctp": irreps_fctp, "irreps_uvu": irreps_tp},  # fmt: skip
         plot_x="lmax",
         plot_panels="measure",
-        checks=_checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, x2),
+        checks=_checks(points, x1, x2, irreps_tp, irreps_fctp, fx1, x2, spec_uvu, x1),
         timing=timing,
     )
 

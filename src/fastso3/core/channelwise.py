@@ -15,7 +15,12 @@ import numpy as np
 
 from .tensor_product import TensorProductPlan
 
-__all__ = ["channelwise_table", "is_channelwise"]
+__all__ = ["SLOT_ROLES", "channelwise_table", "is_channelwise", "kernel_entries"]
+
+# The (kind, roles (out, a, b, c)) of the kernel op that contracts the 4-linear form into each slot: channeled
+# outputs take the channel-free slot 2 last; every front and derivative rule uses these.
+SLOT_ROLES = {0: ("channeled", (0, 1, 3, 2)), 1: ("channeled", (1, 0, 3, 2)), 2: ("scalar", (2, 0, 1, 3)),
+              3: ("channeled", (3, 1, 0, 2))}  # fmt: skip
 
 
 def _reason(plan: TensorProductPlan) -> str | None:
@@ -79,3 +84,12 @@ def channelwise_table(plan: TensorProductPlan) -> tuple[tuple[np.ndarray, ...], 
         (rows_w * channels, np.ones(weighted, np.int64), channels, weighted * channels),
     )
     return arrays, (np.concatenate(coef) if coef else np.zeros(0)), layouts
+
+
+def kernel_entries(slots: tuple, coef: np.ndarray, roles: tuple, kind: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """The table's (out, a, b, c) index arrays in ``roles`` order and its coefficients, sorted for the CPU
+    kernels' runs: by output row, then b row, then a row (channeled output); by b row, d row, a row, then
+    output (scalar). The channeled kernel relies on the output rows being grouped."""
+    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[1], roles[3], roles[2])
+    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
+    return [np.ascontiguousarray(slots[r][order]) for r in roles], np.ascontiguousarray(coef[order])

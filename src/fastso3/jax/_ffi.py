@@ -6,11 +6,16 @@ cached in ``$FASTSO3_CACHE`` by hash, like the kernels; linked against that libr
 
 - ``fastso3_sh(x)``: spherical harmonics ``(..., 3) -> (..., (lmax+1)^2)`` from the plan's forward table;
 - ``fastso3_sparse_accumulate(x1, x2)``: ``out[o] += c * x1[a] * x2[b]`` over a named, numpy-built table
-  (here the spherical-harmonics gradient table of :func:`fastso3.core.sh.sh_grad_table`).
+  (here the spherical-harmonics gradient table of :func:`fastso3.core.sh.sh_grad_table`);
+- ``fastso3_channelwise(a, b, c)``: the 4-linear form ``F(g, x, y, w)`` of a channel-wise ("uvu") table
+  (:func:`fastso3.core.channelwise.channelwise_table`) contracted into one slot, ``slot``, from the other three
+  (in :data:`~fastso3.core.channelwise.SLOT_ROLES` order); the channel-wise kernels' two ops.
 
 Derivative rules (the torch ops' scheme): ``dY = SA(du, Y)`` with ``du`` the tangent of ``x / |x|`` (an
 elementwise jnp expression XLA fuses), and the sparse accumulation is bilinear, so its jvp is two more
-accumulations and its transpose one with the table's roles permuted. Every derivative is again these
+accumulations and its transpose one with the table's roles permuted. The channel-wise contraction is linear in
+each operand: its jvp is a sum of contractions into the same slot, its transpose the contraction into the
+operand's slot (the torch ops' scheme, ``fastso3.kernels.channelwise``). Every derivative is again these
 primitives, so ``jax.grad``, ``jax.jvp``, ``jax.hessian`` work to any order. Batching (``jax.vmap``) moves the
 mapped axis to the front: both kernels treat all leading axes as rows. Tables enter the custom call as
 attributes, so the jaxpr holds only hashable parameters (``lmax``, ``normalization``, ``roles``).
@@ -28,10 +33,11 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from ..core.channelwise import SLOT_ROLES, channelwise_table, kernel_entries
 from ..core.sh import sh_grad_table, sh_plan
 from ..kernels.cpu.loader import CPUKernelUnavailable, build_shared_object, library_path
 
-__all__ = ["BACKENDS", "check_backend", "sh_cpu"]
+__all__ = ["BACKENDS", "channelwise_cpu", "check_backend", "register_channelwise", "sh_cpu"]
 
 BACKENDS = ("xla", "cpu")
 _SHIM = Path(__file__).parent / "csrc" / "xla_ffi.cpp"
@@ -55,7 +61,7 @@ def _build_and_register() -> CPUKernelUnavailable | None:
         shim = ctypes.CDLL(str(build_shared_object("fastso3_xla_ffi", [_SHIM], flags, (kernels,))))
     except (OSError, CPUKernelUnavailable) as exc:
         return exc if isinstance(exc, CPUKernelUnavailable) else CPUKernelUnavailable(str(exc))
-    for kernel in ("sh", "sparse_accumulate"):
+    for kernel in ("sh", "sparse_accumulate", "cw_channeled", "cw_scalar"):
         for suffix in _SUFFIX.values():
             name = f"fastso3_xla_{kernel}_{suffix}"
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(shim, name)), platform="cpu")
@@ -211,3 +217,101 @@ ad.defbilinear(_sa_p, _sa_transpose_x1, _sa_transpose_x2)
 batching.primitive_batchers[_sa_p] = _sa_batch
 mlir.register_lowering(_sa_p, _sa_lowering, platform="cpu")
 mlir.register_lowering(_sa_p, _cpu_only("sparse accumulation"))
+
+
+# --------------------------------------------------------------------------- channel-wise (uvu) products
+
+_cw_p = Primitive("fastso3_channelwise")
+_cw_p.def_impl(_impl(_cw_p))
+# name -> (slots (out, x, y, w), coefficients, layouts) of fastso3.core.channelwise.channelwise_table
+_CW_TABLES: dict[str, tuple] = {}
+
+
+def register_channelwise(plan) -> str:
+    """Register the channel-wise table of ``plan`` (ValueError if it is not channel-wise); returns its name."""
+    name = f"uvu:{hash(plan.key)}"
+    if name not in _CW_TABLES:
+        _CW_TABLES[name] = channelwise_table(plan)
+    return name
+
+
+def _cw_dim(table: str, slot: int) -> int:
+    return _CW_TABLES[table][2][slot][3]
+
+
+@_cw_p.def_abstract_eval
+def _cw_abstract(a, b, c, *, table, slot):
+    roles = SLOT_ROLES[slot][1]
+    expected = tuple(_cw_dim(table, r) for r in roles[1:])
+    if min(a.ndim, b.ndim, c.ndim) == 0 or len({a.dtype, b.dtype, c.dtype}) != 1 or not (
+            a.shape[:-1] == b.shape[:-1] == c.shape[:-1] and (a.shape[-1], b.shape[-1], c.shape[-1]) == expected):  # fmt: skip
+        raise ValueError(f"channel-wise contraction into slot {slot}: got {a.shape}, {b.shape}, {c.shape} "
+                         f"({a.dtype}, {b.dtype}, {c.dtype}), expected (..., d) with d = {expected}, one dtype")  # fmt: skip
+    return jax.core.ShapedArray((*a.shape[:-1], _cw_dim(table, slot)), a.dtype)
+
+
+def _cw_lowering(ctx, a, b, c, *, table, slot):
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    slots, coef, layouts = _CW_TABLES[table]
+    kind, roles = SLOT_ROLES[slot]
+    (io, ia, ib, ic), coef = kernel_entries(slots, coef, roles, kind)
+    empty = np.zeros(0, np.int64)
+
+    def layout(s):  # (base, step) of a channeled slot; none for the channel-free one
+        base, step = layouts[s][:2]
+        if base is None:
+            return empty, empty
+        return np.ascontiguousarray(base, np.int64), np.ascontiguousarray(step, np.int64)
+
+    (a_base, a_step), (b_base, b_step), (c_base, c_step), (o_base, o_step) = (layout(r) for r in (*roles[1:], roles[0]))
+    return jax.ffi.ffi_lowering(f"fastso3_xla_cw_{kind}_{_SUFFIX[dtype]}")(
+        ctx, a, b, c, a_base=a_base, a_step=a_step, b_base=b_base, b_step=b_step, c_base=c_base, c_step=c_step,
+        o_base=o_base, o_step=o_step, io=io, ia=ia, ib=ib, ic=ic, coef=coef.astype(dtype),
+        channels=np.int64(layouts[0][2]), nthreads=np.int64(_nthreads()))  # fmt: skip
+
+
+def _cw_contract(by_slot: dict, slot: int, table: str) -> jax.Array:
+    """The form contracted into ``slot`` from ``by_slot`` (the other three slots' arrays)."""
+    return _cw_p.bind(*(by_slot[r] for r in SLOT_ROLES[slot][1][1:]), table=table, slot=slot)
+
+
+def _cw_jvp(primals, tangents, *, table, slot):
+    out = _cw_p.bind(*primals, table=table, slot=slot)
+    terms = [_cw_p.bind(*primals[:i], t, *primals[i + 1:], table=table, slot=slot)
+             for i, t in enumerate(tangents) if type(t) is not ad.Zero]  # fmt: skip
+    return out, functools.reduce(jnp.add, terms)  # jax calls a jvp rule only with some tangent non-zero
+
+
+def _cw_transpose(ct, a, b, c, *, table, slot):
+    operands = (a, b, c)
+    linear = [i for i, x in enumerate(operands) if ad.is_undefined_primal(x)]
+    if len(linear) != 1:
+        raise NotImplementedError("channel-wise contraction: transposing in more than one operand at once")
+    (i,) = linear
+    roles = SLOT_ROLES[slot][1]
+    if type(ct) is ad.Zero:
+        return [None] * i + [ad.Zero(operands[i].aval)] + [None] * (2 - i)
+    by_slot = {roles[0]: ct, **{r: x for j, (r, x) in enumerate(zip(roles[1:], operands)) if j != i}}
+    return [None] * i + [_cw_contract(by_slot, roles[1 + i], table)] + [None] * (2 - i)
+
+
+def _cw_batch(args, dims, *, table, slot):
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
+    return _cw_p.bind(*(_to_front(x, d, size) for x, d in zip(args, dims)), table=table, slot=slot), 0
+
+
+ad.primitive_jvps[_cw_p] = _cw_jvp
+ad.primitive_transposes[_cw_p] = _cw_transpose
+batching.primitive_batchers[_cw_p] = _cw_batch
+mlir.register_lowering(_cw_p, _cw_lowering, platform="cpu")
+mlir.register_lowering(_cw_p, _cpu_only("channel-wise tensor product"))
+
+
+def channelwise_cpu(table: str, x1: jax.Array, x2: jax.Array, w: jax.Array) -> jax.Array:
+    """A registered channel-wise table (:func:`register_channelwise`) on per-sample inputs of one float dtype:
+    x1 ``(..., irreps_in1.dim)``, x2 ``(..., irreps_in2.dim)``, w ``(..., weight_numel)`` (the table's weight
+    layout ``w[p * C + u]``, coefficients in the table) -> ``(..., irreps_out.dim)``."""
+    for name, x in (("x1", x1), ("x2", x2), ("weights", w)):
+        _float(f"channel-wise tensor product {name}", x)
+    _register_targets()
+    return _cw_contract({1: x1, 2: x2, 3: w}, 0, table)

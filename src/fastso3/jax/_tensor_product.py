@@ -30,6 +30,7 @@ from ..core.tensor_product_builders import (
     elementwise_tensor_product_plan,
     fully_connected_tensor_product_spec,
 )
+from ._ffi import channelwise_cpu, check_backend, register_channelwise
 from ._irreps_array import IrrepsArray, _jax_sort, as_irreps_array, from_chunks
 
 __all__ = [
@@ -187,6 +188,9 @@ class FunctionalTensorProduct:
         irrep_normalization: 'component' (default), 'norm' or 'none'.
         path_normalization: 'element' (default) or 'path' (0.0 / 1.0 are accepted).
         gradient_normalization: 'path' (default, 1.0) or 'element' (0.0), or a float exponent.
+        backend: 'xla' (default: jnp contractions XLA fuses) or 'cpu' (fastso3's compiled channel-wise CPU
+            kernel through ``jax.ffi``, :mod:`fastso3.jax._ffi`; needs a channel-wise plan, every path a weighted
+            ``uvu`` path as in :mod:`fastso3.core.channelwise`, else ValueError).
 
     Attributes:
         plan: the :class:`~fastso3.core.tensor_product.TensorProductPlan` (also used by the torch front).
@@ -198,7 +202,8 @@ class FunctionalTensorProduct:
                  in1_var: Optional[List[float]] = None, in2_var: Optional[List[float]] = None,
                  out_var: Optional[List[float]] = None, irrep_normalization: Optional[str] = None,
                  path_normalization: Union[str, float, None] = None,
-                 gradient_normalization: Union[str, float, None] = None):  # fmt: skip
+                 gradient_normalization: Union[str, float, None] = None, *, backend: str = "xla"):  # fmt: skip
+        check_backend(backend)
         path_exponent = _exponent(path_normalization, "path_normalization")
         if path_exponent not in (0.0, 1.0):
             raise ValueError(f"path_normalization must be 'element' (0) or 'path' (1), got {path_normalization!r}")
@@ -215,6 +220,10 @@ class FunctionalTensorProduct:
             for p in self.plan.paths
         ]
         self.output_mask = np.asarray(self.plan.output_mask, dtype=bool)
+        self.backend = backend
+        # the table holds c; the forward multiplies c^g (weights scaled by c^(g - 1), 1 where c = 0)
+        self._cw_table = register_channelwise(self.plan) if backend == "cpu" else None
+        self._cw_scale = [p.coefficient ** (g - 1.0) if p.coefficient != 0 else 1.0 for p in self.plan.paths]
 
     def _weights_list(self, weights: Any) -> list:
         weighted = [ins for ins in self.instructions if ins.has_weight]
@@ -246,7 +255,16 @@ class FunctionalTensorProduct:
         x1 = _as_input(input1, self.irreps_in1, "input1")
         x2 = _as_input(input2, self.irreps_in2, "input2")
         dtype = _float_dtype(x1.dtype, x2.dtype, *(jnp.asarray(w).dtype for w in ws))
+        if self.backend == "cpu":
+            return self._left_right_cpu(ws, x1, x2, dtype)
         return _execute(self.plan, [ins.path_weight for ins in self.instructions], ws, x1, x2, dtype)
+
+    def _left_right_cpu(self, ws: list, x1: IrrepsArray, x2: IrrepsArray, dtype) -> IrrepsArray:
+        """The channel-wise kernel on every sample: the shared weights are broadcast to each sample."""
+        lead = jnp.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
+        w = jnp.concatenate([s * jnp.reshape(jnp.asarray(w, dtype), (-1,)) for s, w in zip(self._cw_scale, ws)])
+        operands = [jnp.broadcast_to(v.astype(dtype), lead + v.shape[-1:]) for v in (x1.array, x2.array, w)]
+        return IrrepsArray(self.irreps_out, channelwise_cpu(self._cw_table, *operands))
 
     def right(self, weights: Any, input2: Any = None) -> jax.Array:
         """The matrix ``(irreps_in1.dim, irreps_out.dim)`` of ``x1 -> left_right(weights, x1, input2)``."""

@@ -24,6 +24,7 @@ import functools
 import numpy as np
 import torch
 
+from ..core.channelwise import SLOT_ROLES, kernel_entries
 from . import registry
 from ._checks import backend_for, check_shape, same_floats
 from ._multilinear import register_multilinear_autograd
@@ -81,13 +82,10 @@ def _layout(name: str, slot: int, device: torch.device):
 
 @functools.cache
 def _entries(name: str, roles: tuple[int, ...], kind: str, device: torch.device, dtype: torch.dtype):
-    """The table's (out, a, b, c) index arrays and coefficients in ``roles`` order, sorted for the CPU kernels'
-    runs: by output row, then b row, then a row (channeled output); by b row, d row, a row, then output (scalar)."""
+    """:func:`fastso3.core.channelwise.kernel_entries` as tensors on ``device``."""
     slots, coef, _ = _TABLES[name]
-    keys = (roles[1], roles[2], roles[0]) if kind == "channeled" else (roles[0], roles[1], roles[3], roles[2])
-    order = np.lexsort([slots[k] for k in keys])  # the last key is the primary one
-    idx = [torch.from_numpy(slots[r][order].copy()).to(device) for r in roles]
-    return (*idx, torch.from_numpy(coef[order].copy()).to(device=device, dtype=dtype))
+    idx, coef = kernel_entries(slots, coef, roles, kind)
+    return (*(torch.from_numpy(i).to(device) for i in idx), torch.from_numpy(coef).to(device=device, dtype=dtype))
 
 
 def _dim(name: str, slot: int) -> int:
@@ -254,9 +252,6 @@ def channelwise_tensor_product(plan, x1: torch.Tensor, x2: torch.Tensor, weight:
 # --- per-sample weights as two factors ``w = h @ M`` (a radial MLP's last hidden layer and last linear layer) ---
 
 FACTOR_SLOTS = 5  # g, x1, x2, h, M: F(g, x1, x2, h M) is a 5-linear form, contracted by one op into any slots
-# roles (out, a, b, c) of the table op that contracts the 4-linear form into each of its slots
-_SLOT_ROLES = {0: ("channeled", [0, 1, 3, 2]), 1: ("channeled", [1, 0, 3, 2]), 2: ("scalar", [2, 0, 1, 3]),
-               3: ("channeled", [3, 1, 0, 2])}  # fmt: skip
 # Samples per block of the CPU path: the block's weights (up to 16 MiB, half this machine's L3) stay in cache
 # between the GEMM that forms them and the kernels that read them, and the (Z, weight_numel) weights are never
 # stored. Smaller blocks measured slower on 2 loaded cores (MACE-L, 4000 edges: 2 MiB blocks 4x the time of
@@ -267,7 +262,8 @@ _BLOCK_BYTES = 1 << 24
 def _contract(by_slot: list, slot: int, table: str, backend: str, out: torch.Tensor) -> torch.Tensor:
     """The 4-linear form of ``table`` contracted into ``slot`` (0 out, 1 x1, 2 x2, 3 w) from the other three,
     written into ``out``."""
-    kind, roles = _SLOT_ROLES[slot]
+    kind, roles = SLOT_ROLES[slot]
+    roles = list(roles)
     return _run(kind, *(by_slot[r] for r in roles[1:]), table, roles, backend, out)
 
 

@@ -31,7 +31,8 @@ R_MAX = 5.0
 MEASURES = ("energy+forces", "train step")
 
 
-def _mace(hidden: str):
+def mace_torch_model(hidden: str, max_ell: int = 3, correlation: int = 3, layers: int = 2):
+    """mace-torch's ScaleShiftMACE (residual interactions, Cu and Au, r_max 5 A); also used by bench_model."""
     try:
         from e3nn import o3
         from mace import modules
@@ -40,10 +41,10 @@ def _mace(hidden: str):
     torch.manual_seed(0)
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     return modules.ScaleShiftMACE(
-        r_max=R_MAX, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps(hidden),
+        r_max=R_MAX, num_bessel=8, num_polynomial_cutoff=5, max_ell=max_ell, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=layers, num_elements=2, hidden_irreps=o3.Irreps(hidden),
         MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.array([-3.7, -3.2]), avg_num_neighbors=42.0,
-        atomic_numbers=[29, 79], correlation=3, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
+        atomic_numbers=[29, 79], correlation=correlation, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
         use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
     )  # fmt: skip
 
@@ -67,7 +68,7 @@ def _factory(repeat: int, provider: str, measure: str, hidden: str):
     def factory():
         from fastso3.compat import from_mace, mace_inputs
 
-        theirs = _mace(hidden)
+        theirs = mace_torch_model(hidden)
         pos, cell, z, src, dst, shifts = _system(repeat)
         train = measure == "train step"
         if provider == "mace":
@@ -153,7 +154,7 @@ def _checks(repeat: int, hidden: str, repeats_measured):
         from fastso3.testing import default_dtype
 
         with default_dtype(torch.float64):  # built in float64: a cast float32 model keeps float32-rounded constants
-            theirs = _mace(hidden)
+            theirs = mace_torch_model(hidden)
         ours = from_mace(theirs)
         pos, cell, z, src, dst, shifts = (t.double() if t.is_floating_point() else t for t in _system(repeat))
         e_theirs = theirs(mace_inputs(theirs, pos, z, src, dst, shifts, cell), compute_force=False)["energy"]

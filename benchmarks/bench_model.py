@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mace import mace_torch_model
 from harness import Benchmark, Case, Unavailable, main
 
 PROVIDERS = ("peer", "fastso3 eager", "fastso3 compiled", "fastso3 aoti")
@@ -55,21 +56,8 @@ def _nequip(quick: bool):
 
 
 def _mace_torch(quick: bool):
-    try:
-        from e3nn import o3
-        from mace import modules
-    except ImportError as exc:
-        raise Unavailable("mace-torch (installed with --no-deps, see the Makefile) or e3nn is missing") from exc
-    torch.manual_seed(0)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     hidden, ell, correlation, layers = ("8x0e+8x1o", 1, 2, 1) if quick else ("64x0e+64x1o", 3, 3, 2)
-    return modules.ScaleShiftMACE(
-        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=ell, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=layers, num_elements=2, hidden_irreps=o3.Irreps(hidden),
-        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.array([-3.7, -3.2]), avg_num_neighbors=42.0,
-        atomic_numbers=[29, 79], correlation=correlation, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
-        use_reduced_cg=False, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
-    )  # fmt: skip
+    return mace_torch_model(hidden, ell, correlation, layers)
 
 
 def _factory(kind: str, quick: bool, repeat: tuple, provider: str):

@@ -8,6 +8,7 @@ from fastso3 import o3
 from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
 from fastso3.kernels import channelwise, registry
 from fastso3.kernels.channelwise import channelwise_factored_tensor_product, cw_factored_op
+from tests.kernels.test_uvw_factored import first_and_second_derivatives
 
 HIDDEN = 5
 
@@ -81,14 +82,8 @@ def test_first_and_second_derivatives_match_materialised_weights(backend, small_
     x, y, hidden, matrix = factors(tp, 40)
     g = torch.randn(40, tp.irreps_out.dim, dtype=torch.float64)
 
-    def grads(fn):
-        leaves = [t.clone().requires_grad_() for t in (x, y, hidden, matrix)]
-        first = torch.autograd.grad((fn(*leaves) * g).sum(), leaves, create_graph=True)
-        second = torch.autograd.grad(sum(f.sin().sum() for f in first), leaves)
-        return first + second
-
-    ours = grads(lambda a, b, h, m: tp(a, b, o3.FactoredWeight(h, m)))
-    theirs = grads(lambda a, b, h, m: ref(a, b, h @ m))
+    ours = first_and_second_derivatives(lambda a, b, h, m: tp(a, b, o3.FactoredWeight(h, m)), (x, y, hidden, matrix), g)
+    theirs = first_and_second_derivatives(lambda a, b, h, m: ref(a, b, h @ m), (x, y, hidden, matrix), g)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 

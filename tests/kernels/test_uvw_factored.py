@@ -69,6 +69,13 @@ def test_module_matches_materialised_weights_and_e3nn(f64):
     assert (out - theirs(x, y, hidden @ matrix)).abs().max() <= 1e-10
 
 
+def first_and_second_derivatives(fn, inputs, g) -> tuple:
+    """Gradients of ``<fn(*inputs), g>`` in every input, then of the sum of their sines (second derivatives)."""
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    first = torch.autograd.grad((fn(*leaves) * g).sum(), leaves, create_graph=True)
+    return first + torch.autograd.grad(sum(f.sin().sum() for f in first), leaves)
+
+
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
 def test_first_and_second_derivatives_match_materialised_weights(backend):
     tp = module(backend=backend)
@@ -76,14 +83,8 @@ def test_first_and_second_derivatives_match_materialised_weights(backend):
     x, y, hidden, matrix = factors(tp, 70)
     g = torch.randn(70, tp.irreps_out.dim, dtype=torch.float64)
 
-    def grads(fn):
-        leaves = [t.clone().requires_grad_() for t in (x, y, hidden, matrix)]
-        first = torch.autograd.grad((fn(*leaves) * g).sum(), leaves, create_graph=True)
-        second = torch.autograd.grad(sum(f.sin().sum() for f in first), leaves)
-        return first + second
-
-    ours = grads(lambda a, b, h, m: tp(a, b, o3.FactoredWeight(h, m)))
-    theirs = grads(lambda a, b, h, m: ref(a, b, h @ m))
+    ours = first_and_second_derivatives(lambda a, b, h, m: tp(a, b, o3.FactoredWeight(h, m)), (x, y, hidden, matrix), g)
+    theirs = first_and_second_derivatives(lambda a, b, h, m: ref(a, b, h @ m), (x, y, hidden, matrix), g)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 

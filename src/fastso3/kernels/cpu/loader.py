@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = ["CPUKernelUnavailable", "cache_dir", "load_library", "library_function", "library_status"]
 
 _SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+_HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))  # included by the sources: part of the key
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 _ABI_VERSION = 1
 
@@ -45,7 +46,7 @@ def cache_dir() -> Path:
 
 def _build(compiler: str) -> Path:
     key = hashlib.sha256(
-        b"\0".join([*(src.read_bytes() for src in _SOURCES), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
+        b"\0".join([*(src.read_bytes() for src in (*_SOURCES, *_HEADERS)), " ".join(_FLAGS).encode(), compiler.encode(), platform.machine().encode()])
     ).hexdigest()[:16]
     target = cache_dir() / f"fastso3_cpu_{key}.so"
     if target.exists():

@@ -44,6 +44,7 @@ from .channelwise import (
     check_table_roles,
     _run,
     _tensors,
+    new_output,
     register_channelwise_plan,
 )
 
@@ -152,7 +153,8 @@ def _cpu(kind, tensors, index, ptr, perm, name, roles, edges):
     ops = [(_to_rows(t, name, slot) if i in channeled else t).contiguous() for i, (t, slot) in enumerate(zip(tensors, roles[1:]))]
     o = roles[0]
     n_out = _rows(o, index, ptr, edges)
-    out = ops[0].new_empty(n_out, *((_layout(name, o, ops[0].device)[2].shape) if kind == "channeled" else (_dim(name, o),)))
+    # per-edge outputs (the weight gradient: E x weights) are large and fresh: huge pages spare their page faults
+    out = new_output(n_out, *((_layout(name, o, ops[0].device)[2].shape) if kind == "channeled" else (_dim(name, o),)), like=ops[0])
 
     def address(t):
         return None if t is None else t.data_ptr()

@@ -13,7 +13,8 @@
 // - the entries come sorted (channeled: by output row, then b row, then a row; scalar: by b row, d row, a row)
 //   so that a run with one output row accumulates in registers and is stored once, a run with one b row
 //   multiplies b once (acc += b * sum_k c_k s_k a_k), and a scalar run with one (b, d) pair forms b * d once
-//   and one dot product per a row, shared by the entries that differ only in their output.
+//   and one vector of products per a row, shared by the entries that differ only in their output, added into
+//   per-output vector accumulators reduced once per sample (channelwise_entries.h).
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -240,12 +241,11 @@ void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, 
 template <typename T>
 void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t no, int64_t nz, int64_t nc, Entries t,
                const T* coef, int nthreads) {
-    constexpr int64_t L = 64 / sizeof(T);
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
     {
         Rows<T> ra(a, nc), rb(b, nc), rd(d, nc);
-        std::vector<T> yz_buffer(nc + L);
-        T* __restrict yz = yz_buffer.data();
+        std::vector<T> yz(nc);
+        std::vector<T> acc(no * 64 / sizeof(T));  // no vectors
 #pragma omp for schedule(static)
         for (int64_t z = 0; z < nz; ++z) {
             ra.load(z);
@@ -253,7 +253,8 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
             rd.load(z);
             T* __restrict o = out + z * no;
             std::memset(o, 0, sizeof(T) * no);
-            fastso3_cw::scalar_entries(ra.row.data(), rb.row.data(), rd.row.data(), o, nc, t, coef, yz);
+            fastso3_cw::scalar_entries(ra.row.data(), rb.row.data(), rd.row.data(), o, no, nc, t, coef, yz.data(),
+                                       reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
         }
     }
 }

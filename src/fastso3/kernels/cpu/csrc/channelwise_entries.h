@@ -116,14 +116,17 @@ void channeled_rows(const RO& lo, const RA& la, const RB& lb, const T* ca, const
     if (u0 < nc) channeled_chunk<T, 0, Add>(lo, la, lb, ca, runs, u0, nc - u0);
 }
 
-// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries: a run with one (b, d) pair forms b * d once
-// (into yz, nc + L values of scratch), then one dot product per a row, shared by the entries that differ only
-// in their output.
+// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, o of no values: a run with one (b, d) pair
+// forms b * d once (into yz, nc values of scratch), then one vector of partial products per a row, shared by
+// the entries that differ only in their output; each output gathers its entries' vectors in acc (no vectors
+// of scratch) and is reduced across lanes once, at the end.
 template <typename T, typename RA, typename RB, typename RD>
-void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t nc, Entries t,
-                    const T* __restrict coef, T* __restrict yz) {
+void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t no, int64_t nc, Entries t,
+                    const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc) {
     using V = typename Simd<T>::V;
     constexpr int64_t L = 64 / sizeof(T);
+    const int64_t full = nc / L * L;  // channels in whole vectors; the rest in a scalar dot product
+    for (int64_t q = 0; q < no; ++q) acc[q] = V{};
     for (int64_t k = 0; k < t.nnz;) {
         const int64_t kb = t.ib[k], kd = t.ic[k];
         const T* __restrict y = lb[kb];
@@ -133,18 +136,26 @@ void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, i
         while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
             const int64_t ka = t.ia[k];
             const T* __restrict x = la[ka];
-            V acc[2] = {};
+            V part[2] = {};
             int64_t u = 0;
-            for (; u + 2 * L <= nc; u += 2 * L) {
-                acc[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
-                acc[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
+            for (; u + 2 * L <= full; u += 2 * L) {
+                part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
+                part[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
             }
+            if (u < full) part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
+            const V sum = part[0] + part[1];
             T dot = T(0);
-            for (; u < nc; ++u) dot += x[u] * yz[u];
-            const V sum = acc[0] + acc[1];
-            for (int l = 0; l < L; ++l) dot += sum[l];
-            for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) o[t.io[k]] += coef[k] * dot;
+            for (u = full; u < nc; ++u) dot += x[u] * yz[u];
+            for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) {
+                acc[t.io[k]] += coef[k] * sum;
+                if (full < nc) o[t.io[k]] += coef[k] * dot;
+            }
         }
+    }
+    for (int64_t q = 0; q < no; ++q) {
+        T s = T(0);
+        for (int l = 0; l < L; ++l) s += acc[q][l];
+        o[q] += s;
     }
 }
 

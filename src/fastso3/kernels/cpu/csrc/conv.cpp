@@ -26,7 +26,26 @@ struct Operand {
     inline const T* at(int64_t e) const {
         return static_cast<const T*>(data) + (index ? index[e] : e) * stride;
     }
+    // Start loading the sample of edge e into cache.
+    template <typename T>
+    inline void prefetch(int64_t e) const {
+        const char* p = reinterpret_cast<const char*>(at<T>(e));
+        for (int64_t i = 0; i < stride * int64_t(sizeof(T)); i += 64) __builtin_prefetch(p + i);
+    }
 };
+
+// Edges are visited in receiver order, so the rows of per-edge operands (weights, harmonics) are read at
+// random: without a prefetch every edge waits on DRAM for them. Edges this far ahead in the visit order are
+// prefetched while the current one is computed.
+constexpr int64_t PREFETCH = 2;
+
+template <typename T>
+inline void prefetch_edge(const Operand& a, const Operand& b, const Operand& c, const int64_t* perm, int64_t j,
+                          int64_t edges) {
+    if (j + PREFETCH >= edges) return;
+    const int64_t e = perm ? perm[j + PREFETCH] : j + PREFETCH;
+    a.prefetch<T>(e), b.prefetch<T>(e), c.prefetch<T>(e);
+}
 
 // One edge's contraction adds into its output row: the entry loops of channelwise_entries.h (nested runs,
 // channels in registers) on the edge's gathered rows, which are channels-innermost and back to back.
@@ -34,6 +53,7 @@ template <typename T>
 void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                     const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
     const Runs runs(t);
+    const int64_t edges = ptr ? ptr[nout] : nout;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
         std::vector<T> ca(runs.a.size());
@@ -44,6 +64,7 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
             std::memset(lo, 0, sizeof(T) * so);
             for (int64_t j = j0; j < j1; ++j) {
                 const int64_t e = perm ? perm[j] : j;
+                prefetch_edge<T>(a, b, s, perm, j, edges);
                 runs.coefficients(ca.data(), coef, s.at<T>(e), t.ic);
                 channeled_rows<T, true>(Flat<T>{lo, nc}, Flat<T>{const_cast<T*>(a.at<T>(e)), nc},
                                         Flat<T>{const_cast<T*>(b.at<T>(e)), nc}, ca.data(), runs, nc);
@@ -55,9 +76,11 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
 template <typename T>
 void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                  const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
+    const int64_t edges = ptr ? ptr[nout] : nout;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
-        std::vector<T> yz(nc + 64 / sizeof(T));
+        std::vector<T> yz(nc);
+        std::vector<T> acc(so * 64 / sizeof(T));  // so vectors
 #pragma omp for schedule(dynamic, 8)
         for (int64_t r = 0; r < nout; ++r) {
             const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
@@ -65,8 +88,10 @@ void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nou
             std::memset(o, 0, sizeof(T) * so);
             for (int64_t j = j0; j < j1; ++j) {
                 const int64_t e = perm ? perm[j] : j;
+                prefetch_edge<T>(a, b, d, perm, j, edges);
                 scalar_entries(Flat<T>{const_cast<T*>(a.at<T>(e)), nc}, Flat<T>{const_cast<T*>(b.at<T>(e)), nc},
-                               Flat<T>{const_cast<T*>(d.at<T>(e)), nc}, o, nc, t, coef, yz.data());
+                               Flat<T>{const_cast<T*>(d.at<T>(e)), nc}, o, so, nc, t, coef, yz.data(),
+                                       reinterpret_cast<typename Simd<T>::V*>(acc.data()));
             }
         }
     }

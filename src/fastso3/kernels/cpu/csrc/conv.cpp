@@ -29,8 +29,9 @@ struct Operand {
     // Start loading the sample of edge e into cache.
     template <typename T>
     inline void prefetch(int64_t e) const {
-        const char* p = reinterpret_cast<const char*>(at<T>(e));
-        for (int64_t i = 0; i < stride * int64_t(sizeof(T)); i += 64) __builtin_prefetch(p + i);
+        const uintptr_t begin = reinterpret_cast<uintptr_t>(at<T>(e)), end = begin + stride * sizeof(T);
+        for (uintptr_t line = begin & ~uintptr_t(63); line < end; line += 64)  // every cache line the row touches
+            __builtin_prefetch(reinterpret_cast<const void*>(line));
     }
 };
 
@@ -48,19 +49,22 @@ inline void prefetch_edge(const Operand& a, const Operand& b, const Operand& c, 
 }
 
 // One edge's contraction adds into its output row: the entry loops of channelwise_entries.h (nested runs,
-// channels in registers) on the edge's gathered rows, which are channels-innermost and back to back.
+// channels in registers) on the edge's gathered rows, which are channels-innermost and back to back. With
+// `place` (so values: position in the output row of channels-innermost value i, e.g. e3nn's mul_ir layout) a
+// row is summed in scratch and scattered once it is complete, so the caller needs no reordering pass.
 template <typename T>
 void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
-                    const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
+                    const int64_t* perm, const int64_t* place, int64_t nc, Entries t, const T* coef, int nthreads) {
     const Runs runs(t);
     const int64_t edges = ptr ? ptr[nout] : nout;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
-        std::vector<T> ca(runs.a.size());
+        std::vector<T> ca(runs.a.size()), scratch(place ? so : 0);
 #pragma omp for schedule(dynamic, 8)
         for (int64_t r = 0; r < nout; ++r) {
             const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
-            T* __restrict lo = out + (ptr || !perm ? r : perm[r]) * so;
+            T* __restrict row = out + (ptr || !perm ? r : perm[r]) * so;
+            T* __restrict lo = place ? scratch.data() : row;
             std::memset(lo, 0, sizeof(T) * so);
             for (int64_t j = j0; j < j1; ++j) {
                 const int64_t e = perm ? perm[j] : j;
@@ -69,6 +73,8 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
                 channeled_rows<T, true>(Flat<T>{lo, nc}, Flat<T>{const_cast<T*>(a.at<T>(e)), nc},
                                         Flat<T>{const_cast<T*>(b.at<T>(e)), nc}, ca.data(), runs, nc);
             }
+            if (place)
+                for (int64_t i = 0; i < so; ++i) row[place[i]] = lo[i];
         }
     }
 }
@@ -105,10 +111,11 @@ extern "C" {
     void fastso3_conv_channeled_##SUFFIX(const T* a, int64_t sa, const int64_t* ga, const T* b, int64_t sb,        \
                                          const int64_t* gb, const T* s, int64_t ss, const int64_t* gs, T* out,     \
                                          int64_t nout, int64_t so, const int64_t* ptr, const int64_t* perm,        \
-                                         int64_t nc, int64_t nnz, const int64_t* io, const int64_t* ia,            \
-                                         const int64_t* ib, const int64_t* ic, const T* coef, int nthreads) {      \
+                                         const int64_t* place, int64_t nc, int64_t nnz, const int64_t* io,         \
+                                         const int64_t* ia, const int64_t* ib, const int64_t* ic, const T* coef,   \
+                                         int nthreads) {                                                          \
         conv_channeled<T>(Operand{a, sa, ga}, Operand{b, sb, gb}, Operand{s, ss, gs}, out, nout, so, ptr, perm,   \
-                          nc, Entries{nnz, io, ia, ib, ic}, coef, nthreads);                                      \
+                          place, nc, Entries{nnz, io, ia, ib, ic}, coef, nthreads);                               \
     }                                                                                                             \
     void fastso3_conv_scalar_##SUFFIX(const T* a, int64_t sa, const int64_t* ga, const T* b, int64_t sb,           \
                                       const int64_t* gb, const T* d, int64_t sd, const int64_t* gd, T* out,        \

@@ -5,9 +5,11 @@
 //   scalar output:    out[r, o]    = sum_{e in seg r} sum_k c[k] sum_u a[ga(e), ia_k, u] b[gb(e), ib_k, u] d[gd(e), id_k, u]
 // where g(e) = index[e], or e for a null index, and segment r holds edges perm[ptr[r] .. ptr[r+1]). A null ptr
 // means per-edge output rows, visited in the order perm if given (e.g. sorted by receiver, so consecutive
-// edges reuse the gathered node rows from cache). Channeled tensors are channels-innermost (rows, C) per
-// sample. Each output row is owned by one thread and its edges are added in a fixed order, so results are
-// bitwise reproducible for any thread count; nothing per edge is materialised.
+// edges reuse the gathered node rows from cache). Channeled operands are channels-innermost (rows, C) per
+// sample; a channeled output may be scattered into another layout (see conv_channeled). Each output row is
+// owned by one thread and its edges are added in a fixed order, so results are bitwise reproducible for any
+// thread count; nothing per edge is materialised. (Software prefetch of the next edges' rows was measured
+// slower: it evicts the output row and the reused node rows from L1.)
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -26,27 +28,7 @@ struct Operand {
     inline const T* at(int64_t e) const {
         return static_cast<const T*>(data) + (index ? index[e] : e) * stride;
     }
-    // Start loading the sample of edge e into cache.
-    template <typename T>
-    inline void prefetch(int64_t e) const {
-        const uintptr_t begin = reinterpret_cast<uintptr_t>(at<T>(e)), end = begin + stride * sizeof(T);
-        for (uintptr_t line = begin & ~uintptr_t(63); line < end; line += 64)  // every cache line the row touches
-            __builtin_prefetch(reinterpret_cast<const void*>(line));
-    }
 };
-
-// Edges are visited in receiver order, so the rows of per-edge operands (weights, harmonics) are read at
-// random: without a prefetch every edge waits on DRAM for them. Edges this far ahead in the visit order are
-// prefetched while the current one is computed.
-constexpr int64_t PREFETCH = 2;
-
-template <typename T>
-inline void prefetch_edge(const Operand& a, const Operand& b, const Operand& c, const int64_t* perm, int64_t j,
-                          int64_t edges) {
-    if (j + PREFETCH >= edges) return;
-    const int64_t e = perm ? perm[j + PREFETCH] : j + PREFETCH;
-    a.prefetch<T>(e), b.prefetch<T>(e), c.prefetch<T>(e);
-}
 
 // One edge's contraction adds into its output row: the entry loops of channelwise_entries.h (nested runs,
 // channels in registers) on the edge's gathered rows, which are channels-innermost and back to back. With
@@ -56,7 +38,6 @@ template <typename T>
 void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                     const int64_t* perm, const int64_t* place, int64_t nc, Entries t, const T* coef, int nthreads) {
     const Runs runs(t);
-    const int64_t edges = ptr ? ptr[nout] : nout;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
         std::vector<T> ca(runs.a.size()), scratch(place ? so : 0);
@@ -68,7 +49,6 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
             std::memset(lo, 0, sizeof(T) * so);
             for (int64_t j = j0; j < j1; ++j) {
                 const int64_t e = perm ? perm[j] : j;
-                prefetch_edge<T>(a, b, s, perm, j, edges);
                 runs.coefficients(ca.data(), coef, s.at<T>(e), t.ic);
                 channeled_rows<T, true>(Flat<T>{lo, nc}, Flat<T>{const_cast<T*>(a.at<T>(e)), nc},
                                         Flat<T>{const_cast<T*>(b.at<T>(e)), nc}, ca.data(), runs, nc);
@@ -82,7 +62,6 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
 template <typename T>
 void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                  const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
-    const int64_t edges = ptr ? ptr[nout] : nout;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
         std::vector<T> yz(nc);
@@ -94,7 +73,6 @@ void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nou
             std::memset(o, 0, sizeof(T) * so);
             for (int64_t j = j0; j < j1; ++j) {
                 const int64_t e = perm ? perm[j] : j;
-                prefetch_edge<T>(a, b, d, perm, j, edges);
                 scalar_entries(Flat<T>{const_cast<T*>(a.at<T>(e)), nc}, Flat<T>{const_cast<T*>(b.at<T>(e)), nc},
                                Flat<T>{const_cast<T*>(d.at<T>(e)), nc}, o, so, nc, t, coef, yz.data(),
                                        reinterpret_cast<typename Simd<T>::V*>(acc.data()));

@@ -79,8 +79,10 @@ def test_accepts_a_module_and_matches_e3nn():
     torch.testing.assert_close(out, unfused(theirs, x, src, dst, sh, w, 6), rtol=1e-5, atol=1e-5)
 
 
-def test_deterministic_bitwise_over_runs_and_thread_counts():
-    tp = uvu(8, 2, dtype=torch.float32)
+# 8 channels: the plain loops; 32: register chunks (float32 vectors of 16)
+@pytest.mark.parametrize("channels", [8, 32])
+def test_deterministic_bitwise_over_runs_and_thread_counts(channels):
+    tp = uvu(channels, 2, dtype=torch.float32)
     x, src, dst, sh, w = graph(tp, nodes=40, edges=600, dtype=torch.float32)
 
     def run():

@@ -35,9 +35,10 @@ def unfused(tp, x, src, dst, sh, w, nodes):
     return torch.zeros(nodes, tp.irreps_out.dim, dtype=x.dtype).index_add(0, dst, tp(x[src], sh, w))
 
 
-# channels 40 in float64 runs one full 32-channel chunk of the kernel and a tail of 8
+# float64 channels in the kernel's register chunks of 8, 4, 2, 1 vectors of 8 and a plain tail:
+# 3 the tail only, 40 = 4 + 1 vectors, 91 = 8 + 2 + 1 vectors + 3
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
-@pytest.mark.parametrize("channels,lmax", [(3, 2), (40, 1)])
+@pytest.mark.parametrize("channels,lmax", [(3, 2), (40, 1), (91, 1)])
 def test_matches_gather_tensor_product_index_add(backend, channels, lmax):
     tp = uvu(channels, lmax)
     x, src, dst, sh, w = graph(tp)
@@ -53,9 +54,10 @@ def test_matches_gather_tensor_product_index_add(backend, channels, lmax):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
-def test_float32_full_channel_chunks():
-    # 64 float32 channels: the kernel's vector path (64-channel chunks), forward and gradients
-    tp = uvu(64, 1)
+# float32 (vectors of 16): 32 channels one 2-vector chunk (NequIP's width), 85 = 4 + 1 vectors + a tail of 5
+@pytest.mark.parametrize("channels", [32, 85])
+def test_float32_channel_chunks(channels):
+    tp = uvu(channels, 1)
     x, src, dst, sh, w = graph(tp)
     leaves = [t.float().requires_grad_() for t in (x, sh, w)]
     out = tensor_product_conv(leaves[0], src, dst, leaves[1], leaves[2], tp.plan, 6)
@@ -77,8 +79,10 @@ def test_accepts_a_module_and_matches_e3nn():
     torch.testing.assert_close(out, unfused(theirs, x, src, dst, sh, w, 6), rtol=1e-5, atol=1e-5)
 
 
-def test_deterministic_bitwise_over_runs_and_thread_counts():
-    tp = uvu(8, 2, dtype=torch.float32)
+# 8 channels: the plain loops; 32: register chunks (float32 vectors of 16)
+@pytest.mark.parametrize("channels", [8, 32])
+def test_deterministic_bitwise_over_runs_and_thread_counts(channels):
+    tp = uvu(channels, 2, dtype=torch.float32)
     x, src, dst, sh, w = graph(tp, nodes=40, edges=600, dtype=torch.float32)
 
     def run():

@@ -44,6 +44,7 @@ from .channelwise import (
     check_table_roles,
     _run,
     _tensors,
+    new_output,
     register_channelwise_plan,
 )
 
@@ -115,26 +116,20 @@ def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str,
 
 
 @functools.cache
-def _permutation(name: str, slot: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(to rows, from rows)`` column permutations between a channeled slot's layout and channels-innermost
-    ``(rows, C)``; None if the layout already is channels-innermost (the weights' layout)."""
-    flat = _layout(name, slot, device)[2].reshape(-1)
+def _permutation(name: str, slot: int, device: torch.device) -> torch.Tensor | None:
+    """``(rows * C,)`` int64: the column, in a channeled slot's layout, of each value of its channels-innermost
+    ``(rows, C)`` form; None if the layout already is channels-innermost (the weights' layout)."""
+    flat = _layout(name, slot, device)[2].reshape(-1).contiguous()
     if torch.equal(flat, torch.arange(flat.numel(), device=device)):
         return None
-    return flat, torch.argsort(flat)
+    return flat
 
 
 def _to_rows(t: torch.Tensor, name: str, slot: int) -> torch.Tensor:
     """(Z, dim) in the slot's layout -> contiguous (Z, rows, C) channels-innermost."""
     perm = _permutation(name, slot, t.device)
-    rows = t if perm is None else t.index_select(1, perm[0])  # index_select: far faster than t[:, flat]
+    rows = t if perm is None else t.index_select(1, perm)  # index_select: far faster than t[:, flat]
     return rows.reshape(t.shape[0], *_layout(name, slot, t.device)[2].shape)
-
-
-def _from_rows(rows: torch.Tensor, name: str, slot: int) -> torch.Tensor:
-    perm = _permutation(name, slot, rows.device)
-    flat = rows.flatten(1)  # not reshape(n, -1): n may be 0
-    return flat if perm is None else flat.index_select(1, perm[1])
 
 
 def _reference(kind, tensors, index, ptr, name, roles, edges):
@@ -152,22 +147,27 @@ def _cpu(kind, tensors, index, ptr, perm, name, roles, edges):
     ops = [(_to_rows(t, name, slot) if i in channeled else t).contiguous() for i, (t, slot) in enumerate(zip(tensors, roles[1:]))]
     o = roles[0]
     n_out = _rows(o, index, ptr, edges)
-    out = ops[0].new_empty(n_out, *((_layout(name, o, ops[0].device)[2].shape) if kind == "channeled" else (_dim(name, o),)))
+    # the channeled kernel writes its rows straight into the output slot's layout (place: value i's column)
+    place = _permutation(name, o, ops[0].device) if kind == "channeled" else None
+    # per-edge outputs (the weight gradient: E x weights) are large and fresh: huge pages spare their page faults
+    out = new_output(n_out, _dim(name, o), like=ops[0])
 
     def address(t):
         return None if t is None else t.data_ptr()
 
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     suffix = "f32" if out.dtype == torch.float32 else "f64"
-    fn = library_function(f"fastso3_conv_{kind}_{suffix}", *[p, i64, p] * 3, p, i64, i64, p, p, i64, i64, p, p, p, p, p, ctypes.c_int)
+    layout = [p, p, p] if kind == "channeled" else [p, p]  # ptr, perm (and place)
+    fn = library_function(f"fastso3_conv_{kind}_{suffix}", *[p, i64, p] * 3, p, i64, i64, *layout, i64, i64, p, p, p, p, p, ctypes.c_int)
     operands = [v for t, slot in zip(ops, roles[1:]) for v in (t.data_ptr(), t.stride(0), address(index[slot]))]
     # per-edge output: visit the edges sorted by the widest gathered operand's index (cache reuse of its rows)
     gathered = [slot for slot in roles[1:] if index[slot] is not None]
     order = perm[o] if index[o] is not None or not gathered else perm[max(gathered, key=lambda k: _dim(name, k))]
-    fn(*operands, out.data_ptr(), n_out, out.stride(0), address(ptr[o]), address(order),
+    placed = [] if kind == "scalar" else [address(place)]
+    fn(*operands, out.data_ptr(), n_out, out.stride(0), address(ptr[o]), address(order), *placed,
        _channels(name), coef.numel(), io.data_ptr(), ia.data_ptr(), ib.data_ptr(), ic.data_ptr(), coef.data_ptr(),
        torch.get_num_threads())  # fmt: skip
-    return _from_rows(out, name, o) if kind == "channeled" else out
+    return out
 
 
 def _triton(kind, tensors, index, ptr, perm, name, roles, edges, atomic):

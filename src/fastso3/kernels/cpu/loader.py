@@ -23,6 +23,7 @@ __all__ = ["CPUKernelUnavailable", "build_shared_object", "cache_dir", "library_
            "library_status"]
 
 _SOURCES = sorted((Path(__file__).parent / "csrc").glob("*.cpp"))
+_HEADERS = sorted((Path(__file__).parent / "csrc").glob("*.h"))  # included by the sources: part of the key
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
 _ABI_VERSION = 1
 
@@ -44,17 +45,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FASTSO3_CACHE", Path.home() / ".cache" / "fastso3"))
 
 
-def build_shared_object(stem: str, sources: list[Path], flags: list[str], inputs: tuple[Path, ...] = ()) -> Path:
+def build_shared_object(stem: str, sources: list[Path], flags: list[str], inputs: tuple[Path, ...] = (),
+                        headers: tuple[Path, ...] = ()) -> Path:  # fmt: skip
     """Compile ``sources`` (and link ``inputs``) with ``flags`` into ``$FASTSO3_CACHE/{stem}_{hash}.so``.
 
-    The hash covers the sources, the inputs' paths, the flags, the compiler and the machine type, so an edited
-    source or another machine never picks up a stale binary. Raises :class:`CPUKernelUnavailable` with the
+    The hash covers the sources, the ``headers`` they include, the inputs' paths, the flags, the compiler and the
+    machine type, so an edited source or header, or another machine, never picks up a stale binary. Raises :class:`CPUKernelUnavailable` with the
     compiler's message if the build fails. Framework-neutral (used by the torch and the jax fronts).
     """
     compiler = _compiler()
     key = hashlib.sha256(
-        b"\0".join([*(src.read_bytes() for src in sources), *(str(i).encode() for i in inputs), " ".join(flags).encode(),
-                    compiler.encode(), platform.machine().encode()])  # fmt: skip
+        b"\0".join([*(src.read_bytes() for src in (*sources, *headers)), *(str(i).encode() for i in inputs),
+                    " ".join(flags).encode(), compiler.encode(), platform.machine().encode()])  # fmt: skip
     ).hexdigest()[:16]
     target = cache_dir() / f"{stem}_{key}.so"
     if target.exists():
@@ -102,7 +104,7 @@ def _declare(lib: ctypes.CDLL) -> None:
 @functools.lru_cache(maxsize=None)
 def _load() -> ctypes.CDLL | CPUKernelUnavailable:
     try:
-        lib = ctypes.CDLL(str(build_shared_object("fastso3_cpu", _SOURCES, _FLAGS)))
+        lib = ctypes.CDLL(str(build_shared_object("fastso3_cpu", _SOURCES, _FLAGS, headers=tuple(_HEADERS))))
     except (OSError, CPUKernelUnavailable) as exc:
         return exc if isinstance(exc, CPUKernelUnavailable) else CPUKernelUnavailable(str(exc))
     _declare(lib)

@@ -13,7 +13,8 @@
 // - the entries come sorted (channeled: by output row, then b row, then a row; scalar: by b row, d row, a row)
 //   so that a run with one output row accumulates in registers and is stored once, a run with one b row
 //   multiplies b once (acc += b * sum_k c_k s_k a_k), and a scalar run with one (b, d) pair forms b * d once
-//   and one dot product per a row, shared by the entries that differ only in their output.
+//   and one vector of products per a row, shared by the entries that differ only in their output, added into
+//   per-output vector accumulators reduced once per sample (channelwise_entries.h).
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -21,23 +22,16 @@
 
 #include <sys/mman.h>
 
+#include "channelwise_entries.h"
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
 namespace {
 
-// 64-byte vectors of the compute loops (an alias template would drop the vector attribute).
-template <typename T>
-struct Simd;
-template <>
-struct Simd<float> {
-    typedef float V __attribute__((vector_size(64), aligned(4)));
-};
-template <>
-struct Simd<double> {
-    typedef double V __attribute__((vector_size(64), aligned(8)));
-};
+using fastso3_cw::Entries;
+using fastso3_cw::Runs;
 
 // Transposes between a mul_ir block (nc, D) row-major and D channels-innermost rows of nc channels.
 // Full tiles of L = 64 / sizeof(T) channels (D vectors either way) go through AVX-512 registers: row k,
@@ -220,72 +214,9 @@ struct Rows {
     }
 };
 
-struct Entries {
-    int64_t nnz;
-    const int64_t *io, *ia, *ib, *ic;
-};
-
-// The sorted entries as nested runs, built once per call: output rows (each with its b runs), b runs
-// (each with its a runs), a runs (each a span of entries that differ only in s). Per sample, each a run's
-// coefficient sum_k c_k s[is_k] is formed once; the channel loops then only count.
-struct Runs {
-    std::vector<int64_t> out, out_end, b, b_end, a, a_end;  // row, end of its children (exclusive)
-    explicit Runs(Entries t) {
-        for (int64_t k = 0; k < t.nnz; ++k) {
-            const bool new_out = k == 0 || t.io[k] != t.io[k - 1];
-            const bool new_b = new_out || t.ib[k] != t.ib[k - 1];
-            if (new_out) out.push_back(t.io[k]), out_end.push_back(0);
-            if (new_b) b.push_back(t.ib[k]), b_end.push_back(0);
-            if (new_b || t.ia[k] != t.ia[k - 1]) a.push_back(t.ia[k]), a_end.push_back(0);
-            a_end.back() = k + 1;
-            b_end.back() = static_cast<int64_t>(a.size());
-            out_end.back() = static_cast<int64_t>(b.size());
-        }
-    }
-};
-
-// Output rows, channels [u0, u0 + NV L) in registers (NV > 0), or [u0, u0 + width) in memory (NV == 0).
-template <typename T, int NV>
-void channeled_chunk(T* const* lo, T* const* la, T* const* lb, const T* __restrict ca, const Runs& r, int64_t u0,
-                     int64_t width) {
-    using V = typename Simd<T>::V;
-    int64_t ib = 0, ia = 0;
-    for (size_t io = 0; io < r.out.size(); ++io) {
-        if constexpr (NV > 0) {
-            V acc[NV] = {};
-            for (; ib < r.out_end[io]; ++ib) {
-                V part[NV] = {};
-                for (; ia < r.b_end[ib]; ++ia) {
-                    const V* x = reinterpret_cast<const V*>(la[r.a[ia]] + u0);
-                    const T c = ca[ia];
-#pragma GCC unroll 8
-                    for (int i = 0; i < NV; ++i) part[i] += c * x[i];
-                }
-                const V* y = reinterpret_cast<const V*>(lb[r.b[ib]] + u0);
-#pragma GCC unroll 8
-                for (int i = 0; i < NV; ++i) acc[i] += part[i] * y[i];
-            }
-            V* d = reinterpret_cast<V*>(lo[r.out[io]] + u0);
-#pragma GCC unroll 8
-            for (int i = 0; i < NV; ++i) d[i] = acc[i];
-        } else {
-            T* __restrict d = lo[r.out[io]] + u0;
-            for (int64_t u = 0; u < width; ++u) d[u] = T(0);
-            for (; ib < r.out_end[io]; ++ib)
-                for (const T* __restrict y = lb[r.b[ib]] + u0; ia < r.b_end[ib]; ++ia) {
-                    const T* __restrict x = la[r.a[ia]] + u0;
-                    const T c = ca[ia];
-#pragma omp simd
-                    for (int64_t u = 0; u < width; ++u) d[u] += c * x[u] * y[u];
-                }
-        }
-    }
-}
-
 template <typename T>
 void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, Channeled out, int64_t nz, int64_t nc,
                   Entries t, const T* coef, int nthreads) {
-    constexpr int64_t L = 64 / sizeof(T);  // channels per vector
     const Runs runs(t);
     std::vector<char> written(out.rows, 0);
     for (int64_t k = 0; k < t.nnz; ++k) written[t.io[k]] = 1;
@@ -300,19 +231,8 @@ void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, 
             ro.point_outputs(z);
             for (int64_t r = 0; r < out.rows; ++r)
                 if (!written[r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
-            const T* __restrict s = sc + z * ns;
-            for (size_t i = 0, k = 0; i < runs.a.size(); ++i) {
-                T c = T(0);
-                for (; k < static_cast<size_t>(runs.a_end[i]); ++k) c += coef[k] * s[t.ic[k]];
-                ca[i] = c;
-            }
-            T *const *lo = ro.row.data(), *const *la = ra.row.data(), *const *lb = rb.row.data();
-            // chunks of 8, then 4, then 1 vectors of channels in registers, then a plain loop
-            int64_t u0 = 0;
-            for (; u0 + 8 * L <= nc; u0 += 8 * L) channeled_chunk<T, 8>(lo, la, lb, ca.data(), runs, u0, 8 * L);
-            for (; u0 + 4 * L <= nc; u0 += 4 * L) channeled_chunk<T, 4>(lo, la, lb, ca.data(), runs, u0, 4 * L);
-            for (; u0 + L <= nc; u0 += L) channeled_chunk<T, 1>(lo, la, lb, ca.data(), runs, u0, L);
-            if (u0 < nc) channeled_chunk<T, 0>(lo, la, lb, ca.data(), runs, u0, nc - u0);
+            runs.coefficients(ca.data(), coef, sc + z * ns, t.ic);
+            fastso3_cw::channeled_rows<T, false>(ro.row.data(), ra.row.data(), rb.row.data(), ca.data(), runs, nc);
             ro.store(z);
         }
     }
@@ -321,13 +241,11 @@ void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, 
 template <typename T>
 void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t no, int64_t nz, int64_t nc, Entries t,
                const T* coef, int nthreads) {
-    using V = typename Simd<T>::V;
-    constexpr int64_t L = 64 / sizeof(T);
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
     {
         Rows<T> ra(a, nc), rb(b, nc), rd(d, nc);
-        std::vector<T> yz_buffer(nc + L);
-        T* __restrict yz = yz_buffer.data();
+        std::vector<T> yz(nc);
+        std::vector<T> acc(no * 64 / sizeof(T));  // no vectors
 #pragma omp for schedule(static)
         for (int64_t z = 0; z < nz; ++z) {
             ra.load(z);
@@ -335,28 +253,8 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
             rd.load(z);
             T* __restrict o = out + z * no;
             std::memset(o, 0, sizeof(T) * no);
-            for (int64_t k = 0; k < t.nnz;) {
-                const int64_t kb = t.ib[k], kd = t.ic[k];
-                const T* __restrict y = rb.row[kb];
-                const T* __restrict w = rd.row[kd];
-#pragma omp simd
-                for (int64_t u = 0; u < nc; ++u) yz[u] = y[u] * w[u];
-                while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
-                    const int64_t ka = t.ia[k];
-                    const T* __restrict x = ra.row[ka];
-                    V acc[2] = {};
-                    int64_t u = 0;
-                    for (; u + 2 * L <= nc; u += 2 * L) {
-                        acc[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
-                        acc[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
-                    }
-                    T dot = T(0);
-                    for (; u < nc; ++u) dot += x[u] * yz[u];
-                    const V sum = acc[0] + acc[1];
-                    for (int l = 0; l < L; ++l) dot += sum[l];
-                    for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) o[t.io[k]] += coef[k] * dot;
-                }
-            }
+            fastso3_cw::scalar_entries(ra.row.data(), rb.row.data(), rd.row.data(), o, no, nc, t, coef, yz.data(),
+                                       reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
         }
     }
 }

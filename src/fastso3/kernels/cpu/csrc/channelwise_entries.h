@@ -1,0 +1,162 @@
+// The entry loops shared by the per-sample channel-wise kernels (channelwise.cpp) and the fused convolution
+// (conv.cpp): one sample's (or one edge's) contraction over a sorted table of entries, C channels, with every
+// channeled operand given as channels-innermost rows. A row accessor R maps a row number to its channels
+// (`row[r]`): an array of row pointers, or Flat for rows stored back to back.
+//   channeled: lo[o, u] (+)= sum_k c_k s[is_k] a[ia_k, u] b[ib_k, u]   (entries sorted by o, then b row, a row)
+//   scalar:    o[k_o]   += sum_k c_k sum_u a[ia_k, u] b[ib_k, u] d[id_k, u]   (sorted by b row, d row, a row)
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fastso3_cw {
+
+// 64-byte vectors of the compute loops (an alias template would drop the vector attribute).
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+    typedef float V __attribute__((vector_size(64), aligned(4)));
+};
+template <>
+struct Simd<double> {
+    typedef double V __attribute__((vector_size(64), aligned(8)));
+};
+
+struct Entries {
+    int64_t nnz;
+    const int64_t *io, *ia, *ib, *ic;
+};
+
+// Rows stored back to back, nc channels each.
+template <typename T>
+struct Flat {
+    T* p;
+    int64_t nc;
+    T* operator[](int64_t r) const { return p + r * nc; }
+};
+
+// The sorted entries as nested runs, built once per call: output rows (each with its b runs), b runs
+// (each with its a runs), a runs (each a span of entries that differ only in s). Per sample, each a run's
+// coefficient sum_k c_k s[is_k] is formed once; the channel loops then only count.
+struct Runs {
+    std::vector<int64_t> out, out_end, b, b_end, a, a_end;  // row, end of its children (exclusive)
+    explicit Runs(Entries t) {
+        for (int64_t k = 0; k < t.nnz; ++k) {
+            const bool new_out = k == 0 || t.io[k] != t.io[k - 1];
+            const bool new_b = new_out || t.ib[k] != t.ib[k - 1];
+            if (new_out) out.push_back(t.io[k]), out_end.push_back(0);
+            if (new_b) b.push_back(t.ib[k]), b_end.push_back(0);
+            if (new_b || t.ia[k] != t.ia[k - 1]) a.push_back(t.ia[k]), a_end.push_back(0);
+            a_end.back() = k + 1;
+            b_end.back() = static_cast<int64_t>(a.size());
+            out_end.back() = static_cast<int64_t>(b.size());
+        }
+    }
+    // ca[i] = sum over a run i of c_k s[is_k]: one sample's (or edge's) run coefficients.
+    template <typename T>
+    void coefficients(T* __restrict ca, const T* __restrict coef, const T* __restrict s, const int64_t* is) const {
+        for (size_t i = 0, k = 0; i < a.size(); ++i) {
+            T c = T(0);
+            for (; k < static_cast<size_t>(a_end[i]); ++k) c += coef[k] * s[is[k]];
+            ca[i] = c;
+        }
+    }
+};
+
+// Output rows, channels [u0, u0 + NV L) in registers (NV > 0), or [u0, u0 + width) in memory (NV == 0);
+// stored (Add false) or added (Add true) into lo.
+template <typename T, int NV, bool Add, typename RO, typename RA, typename RB>
+void channeled_chunk(const RO& lo, const RA& la, const RB& lb, const T* __restrict ca, const Runs& r, int64_t u0,
+                     int64_t width) {
+    using V = typename Simd<T>::V;
+    int64_t ib = 0, ia = 0;
+    for (size_t io = 0; io < r.out.size(); ++io) {
+        if constexpr (NV > 0) {
+            V acc[NV] = {};
+            for (; ib < r.out_end[io]; ++ib) {
+                V part[NV] = {};
+                for (; ia < r.b_end[ib]; ++ia) {
+                    const V* x = reinterpret_cast<const V*>(la[r.a[ia]] + u0);
+                    const T c = ca[ia];
+#pragma GCC unroll 8
+                    for (int i = 0; i < NV; ++i) part[i] += c * x[i];
+                }
+                const V* y = reinterpret_cast<const V*>(lb[r.b[ib]] + u0);
+#pragma GCC unroll 8
+                for (int i = 0; i < NV; ++i) acc[i] += part[i] * y[i];
+            }
+            V* d = reinterpret_cast<V*>(lo[r.out[io]] + u0);
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) d[i] = Add ? d[i] + acc[i] : acc[i];
+        } else {
+            T* __restrict d = lo[r.out[io]] + u0;
+            if (!Add)
+                for (int64_t u = 0; u < width; ++u) d[u] = T(0);
+            for (; ib < r.out_end[io]; ++ib)
+                for (const T* __restrict y = lb[r.b[ib]] + u0; ia < r.b_end[ib]; ++ia) {
+                    const T* __restrict x = la[r.a[ia]] + u0;
+                    const T c = ca[ia];
+#pragma omp simd
+                    for (int64_t u = 0; u < width; ++u) d[u] += c * x[u] * y[u];
+                }
+        }
+    }
+}
+
+// All nc channels: chunks of 8, 4, 2, then 1 vectors in registers, then a plain loop for the rest.
+template <typename T, bool Add, typename RO, typename RA, typename RB>
+void channeled_rows(const RO& lo, const RA& la, const RB& lb, const T* ca, const Runs& runs, int64_t nc) {
+    constexpr int64_t L = 64 / sizeof(T);  // channels per vector
+    int64_t u0 = 0;
+    for (; u0 + 8 * L <= nc; u0 += 8 * L) channeled_chunk<T, 8, Add>(lo, la, lb, ca, runs, u0, 8 * L);
+    for (; u0 + 4 * L <= nc; u0 += 4 * L) channeled_chunk<T, 4, Add>(lo, la, lb, ca, runs, u0, 4 * L);
+    for (; u0 + 2 * L <= nc; u0 += 2 * L) channeled_chunk<T, 2, Add>(lo, la, lb, ca, runs, u0, 2 * L);
+    for (; u0 + L <= nc; u0 += L) channeled_chunk<T, 1, Add>(lo, la, lb, ca, runs, u0, L);
+    if (u0 < nc) channeled_chunk<T, 0, Add>(lo, la, lb, ca, runs, u0, nc - u0);
+}
+
+// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, o of no values: a run with one (b, d) pair
+// forms b * d once (into yz, nc values of scratch), then one vector of partial products per a row, shared by
+// the entries that differ only in their output; each output gathers its entries' vectors in acc (no vectors
+// of scratch) and is reduced across lanes once, at the end.
+template <typename T, typename RA, typename RB, typename RD>
+void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t no, int64_t nc, Entries t,
+                    const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc) {
+    using V = typename Simd<T>::V;
+    constexpr int64_t L = 64 / sizeof(T);
+    const int64_t full = nc / L * L;  // channels in whole vectors; the rest in a scalar dot product
+    for (int64_t q = 0; q < no; ++q) acc[q] = V{};
+    for (int64_t k = 0; k < t.nnz;) {
+        const int64_t kb = t.ib[k], kd = t.ic[k];
+        const T* __restrict y = lb[kb];
+        const T* __restrict w = ld[kd];
+#pragma omp simd
+        for (int64_t u = 0; u < nc; ++u) yz[u] = y[u] * w[u];
+        while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
+            const int64_t ka = t.ia[k];
+            const T* __restrict x = la[ka];
+            V part[2] = {};
+            int64_t u = 0;
+            for (; u + 2 * L <= full; u += 2 * L) {
+                part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
+                part[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
+            }
+            if (u < full) part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
+            const V sum = part[0] + part[1];
+            T dot = T(0);
+            for (u = full; u < nc; ++u) dot += x[u] * yz[u];
+            for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) {
+                acc[t.io[k]] += coef[k] * sum;
+                if (full < nc) o[t.io[k]] += coef[k] * dot;
+            }
+        }
+    }
+    for (int64_t q = 0; q < no; ++q) {
+        T s = T(0);
+        for (int l = 0; l < L; ++l) s += acc[q][l];
+        o[q] += s;
+    }
+}
+
+}  // namespace fastso3_cw

@@ -112,7 +112,7 @@ LOADER = """
 import json, sys, torch
 from fastso3.kernels import channelwise, uvw
 from fastso3.models import load_exported
-inputs = torch.load(sys.argv[2])
+inputs = torch.load(sys.argv[2], weights_only=True)
 potential = load_exported(sys.argv[1])
 built = sorted([*channelwise._TABLES, *uvw._TABLES])  # every table came from the package: no module was built
 out = potential(*inputs)
@@ -132,7 +132,7 @@ def test_package_runs_in_a_fresh_process_from_its_tables(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
                    check=True, timeout=300, env=env)  # fmt: skip
-    out = torch.load(tmp_path / "out.pt")
+    out = torch.load(tmp_path / "out.pt", weights_only=True)
     assert out["built"] == [name for name in out["tables"] if not name.startswith("symmetric_contraction:")]
     assert_equal_outputs(out, eager(model, *inputs), torch.float32)
 

@@ -86,6 +86,9 @@ MODES = [  # (irreps_in1, irreps_in2, irreps_out, instructions)
      [(0, 0, 0, "uvw", True), (1, 1, 0, "uvw", True, 2.0), (1, 0, 1, "uvw", True), (1, 0, 2, "uvw", True)]),
     ("3x1o", "2x1o", "3x0e+3x1e", [(0, 0, 0, "uvu", True), (0, 0, 1, "uvu", False)]),
     ("2x1o", "3x1o", "3x0e+3x2e", [(0, 0, 0, "uvv", True), (0, 0, 1, "uvv", False)]),
+    # one summed channel (MACE's and NequIP's uvu): the weights scale the output
+    ("3x1o+2x2e", "0e+1o", "3x1o+3x1e+2x1o", [(0, 1, 1, "uvu", True), (0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True)]),
+    ("1x2e", "3x1o", "3x1o+3x2o", [(0, 0, 0, "uvv", True), (0, 0, 1, "uvv", False)]),
     ("3x1o", "3x1o", "2x0e+1x1e", [(0, 0, 0, "uuw", True), (0, 0, 1, "uuw", False)]),
     ("3x1o", "3x2e", "3x1o+3x2o", [(0, 0, 0, "uuu", True), (0, 0, 1, "uuu", False)]),
     ("2x1o", "3x1o", "6x0e+6x2e", [(0, 0, 0, "uvuv", True), (0, 0, 1, "uvuv", False)]),
@@ -113,6 +116,25 @@ def test_functional_tensor_product_every_mode(case):
     _close(expected, jax.jit(ours.left_right)(jnp.concatenate([w.ravel() for w in ws]), b1, b2))  # flat weights
     if instructions[0][3] in ("uvw", "uuw"):  # e3nn-jax's right() lacks the u<v modes
         np.testing.assert_allclose(jax.jit(ours.right)(ws, b2), jax.jit(ref.right)(ws, a2), atol=TOL)
+
+
+@pytest.mark.parametrize("case", MODES, ids=[m[3][0][3] for m in MODES])
+def test_every_mode_first_and_second_derivatives(case):
+    irreps1, irreps2, irreps_out, instructions = case
+    ref = legacy.FunctionalTensorProduct(irreps1, irreps2, irreps_out, instructions)
+    ours = f.FunctionalTensorProduct(irreps1, irreps2, irreps_out, instructions)
+    ws = [jnp.asarray(_random(k, i.path_shape)) for k, i in enumerate(ref.instructions) if i.has_weight]
+    x1, x2 = (jnp.asarray(_random(k, (e3nn.Irreps(ir).dim,))) for k, ir in ((2, irreps1), (3, irreps2)))
+
+    def loss(tp, cls):
+        return lambda w, a, b: jnp.sum(jnp.sin(tp.left_right(w, cls(irreps1, a), cls(irreps2, b)).array))
+
+    grads = [jax.jit(jax.grad(loss(tp, cls), (0, 1, 2)))(ws, x1, x2) for tp, cls in ((ref, e3nn.IrrepsArray), (ours, f.IrrepsArray))]
+    for a, b in zip(*map(jax.tree_util.tree_leaves, grads)):
+        np.testing.assert_allclose(b, a, rtol=0, atol=TOL)
+    for argnum in (1, 2):  # reverse over reverse, as for a loss on forces
+        h = [jax.jit(jax.hessian(loss(tp, cls), argnum))(ws, x1, x2) for tp, cls in ((ref, e3nn.IrrepsArray), (ours, f.IrrepsArray))]
+        np.testing.assert_allclose(h[1], h[0], rtol=0, atol=TOL)
 
 
 def test_fully_connected_seed_and_linear():

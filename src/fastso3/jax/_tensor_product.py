@@ -45,14 +45,8 @@ __all__ = [
 
 # (mode, has_weight) -> einsum over (weights, scaled CG (i, j, k), x1 (..., u, i), x2 (..., v, j)).
 _EINSUM = {
-    ("uvu", True): "uv,ijk,...ui,...vj->...uk",
-    ("uvu", False): "ijk,...ui,...vj->...uk",
-    ("uvv", True): "uv,ijk,...ui,...vj->...vk",
-    ("uvv", False): "ijk,...ui,...vj->...vk",
     ("uuw", True): "uw,ijk,...ui,...uj->...wk",
     ("uuw", False): "ijk,...ui,...uj->...k",
-    ("uuu", True): "u,ijk,...ui,...uj->...uk",
-    ("uuu", False): "ijk,...ui,...uj->...uk",
     ("uvuv", True): "uv,ijk,...ui,...vj->...uvk",
     ("uvu<v", True): "w,ijk,...wij->...wk",
     ("uvu<v", False): "ijk,...wij->...wk",
@@ -100,6 +94,9 @@ def _execute(plan: TensorProductPlan, coefficients: Sequence[float], weights: Se
             t = _sparse_pairs(path, a, b, dtype, c)  # (..., d3, u v)
             outputs[path.i_out].append(jnp.swapaxes(t, -1, -2))
             continue
+        if path.mode in _CHANNELWISE:
+            outputs[path.i_out].append(_sparse_channelwise(path, a, b, None if w is None else jnp.asarray(w, dtype), c))
+            continue
         cg = jnp.asarray(c * path.cg, dtype)
         if path.mode in ("uvu<v", "u<vw"):
             u, v = path.pairs
@@ -137,6 +134,48 @@ def _sparse_pairs(path, a: jax.Array, b: jax.Array, dtype, c: float = 1.0) -> ja
     zero = jnp.zeros(lead + (path.mul1, path.mul2), dtype)
     t = jnp.stack([zero if r is None else jnp.broadcast_to(r, zero.shape) for r in rows], axis=-3)
     return jnp.reshape(t, lead + (path.d3, path.mul1 * path.mul2))
+
+
+_CHANNELWISE = ("uvu", "uvv", "uuu")
+
+
+def _sparse_channelwise(path, a: jax.Array, b: jax.Array, w: Optional[jax.Array], c: float) -> jax.Array:
+    """A path whose output channel is an input channel (``uvu``, ``uvv``, ``uuu``) -> ``(..., channels, d3)``.
+
+    With one summed channel (MACE's and NequIP's ``uvu`` with a ``1x`` second input) the weights scale the
+    output, ``w[u] sum_ij C_ijk a[u, i] b[j]`` (their gradient is then one product with the output's
+    cotangent); otherwise they (or, unweighted, a sum) fold the summed channels into the other input first,
+    ``b'[u, j] = sum_v w[u, v] b[v, j]`` (``uvv`` mirrored). Elementwise products XLA fuses into one loop,
+    instead of an einsum per path whose tiny contractions become per-sample matrix products under ``vmap``."""
+    if w is not None:
+        w = {"uvu": w, "uvv": w.T, "uuu": w[:, None]}[path.mode]  # (output channel, summed channel)
+        if w.shape[1] == 1:
+            return w * _channel_products(path, a, b, c)
+    if path.mode == "uvu":
+        b = jnp.sum(b, axis=-2, keepdims=True) if w is None else jnp.einsum("uv,...vj->...uj", w, b)
+    elif path.mode == "uvv":
+        a = jnp.sum(a, axis=-2, keepdims=True) if w is None else jnp.einsum("vu,...ui->...vi", w, a)
+    return _channel_products(path, a, b, c)
+
+
+def _split(x: jax.Array) -> list:
+    """The components ``x[..., i:i+1]`` by ``jnp.split``: the transpose of a split is one concatenation, where
+    that of each single-component index is a zero-padded full-size array (3x slower input gradients)."""
+    return jnp.split(x, x.shape[-1], axis=-1)
+
+
+def _channel_products(path, a: jax.Array, b: jax.Array, c: float) -> jax.Array:
+    """``c sum_ij C_ijk a[..., u, i] b[..., u, j]`` -> ``(..., u, d3)`` over the block's non-zero entries
+    (``u`` broadcasts)."""
+    a_parts, b_parts = _split(a), _split(b)
+    sp = path.cg_sparse
+    rows: list = [None] * path.d3
+    for i, j, k, value in zip(sp.i1.tolist(), sp.i2.tolist(), sp.i3.tolist(), sp.values.tolist()):
+        term = (c * value) * (a_parts[i] * b_parts[j])
+        rows[k] = term if rows[k] is None else rows[k] + term
+    shape = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + (1,)
+    zero = jnp.zeros(shape, jnp.result_type(a, b))
+    return jnp.concatenate([zero if r is None else jnp.broadcast_to(r, shape) for r in rows], axis=-1)
 
 
 def _uvw_group(group: list) -> jax.Array:

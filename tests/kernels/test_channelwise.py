@@ -5,7 +5,7 @@ from fastso3 import o3
 from fastso3.core.channelwise import is_channelwise
 from fastso3.core.tensor_product_builders import channelwise_tensor_product_spec
 from fastso3.kernels import registry
-from fastso3.kernels.channelwise import channelwise_tensor_product
+from fastso3.kernels.channelwise import channelwise_tensor_product, cw_contract_op, register_channelwise_plan
 
 e3nn_o3 = pytest.importorskip("e3nn.o3")
 
@@ -78,6 +78,42 @@ def test_kernel_chunks_tiles_and_strided_rows_match_reference(dtype, channels, l
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
     for ours, theirs in zip(run(fast), run(ref)):
         torch.testing.assert_close(ours, theirs, **tol)
+
+
+def _slot_tensors(fast, z=6, dtype=torch.float64):
+    table = register_channelwise_plan(fast.plan)
+    dims = (fast.irreps_out.dim, fast.irreps_in1.dim, fast.irreps_in2.dim, fast.weight_numel)
+    return table, [torch.randn(z, d, dtype=dtype) for d in dims]
+
+
+@pytest.mark.parametrize("outputs", [[1, 3, 2], [3, 1], [0, 1, 3], [2, 0], [0]])
+def test_contract_into_several_slots_matches_reference(outputs):
+    """One pass of the CPU kernel into several slots (a product's gradients) against one reference
+    contraction per slot; odd channel counts and l = 3 reach the plain loop and the register transposes."""
+    fast, _ = modules(channels=21, lmax=3)
+    table, by_slot = _slot_tensors(fast)
+    if outputs == [0]:
+        by_slot[0] = None  # the sole output's slot need not be given
+    ours = cw_contract_op(*by_slot, table, outputs, "cpu")
+    theirs = cw_contract_op(*by_slot, table, outputs, "reference")
+    for s, a, b in zip(outputs, ours, theirs):
+        assert a.shape == (6, [fast.irreps_out.dim, fast.irreps_in1.dim, fast.irreps_in2.dim, fast.weight_numel][s])
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_contract_checks_its_operands():
+    fast, _ = modules()
+    table, by_slot = _slot_tensors(fast)
+    with pytest.raises(ValueError, match="distinct slots"):
+        cw_contract_op(*by_slot, table, [1, 1], "cpu")
+    with pytest.raises(ValueError, match="must be given"):
+        cw_contract_op(None, *by_slot[1:], table, [1], "cpu")
+    with pytest.raises(ValueError, match="shape"):
+        cw_contract_op(by_slot[0][:, :-1], *by_slot[1:], table, [1], "cpu")
+    with pytest.raises(TypeError, match="dtype"):
+        cw_contract_op(by_slot[0].float(), *by_slot[1:], table, [1], "cpu")
+    with pytest.raises(ValueError, match="unknown table"):
+        cw_contract_op(*by_slot, "no such table", [1], "cpu")
 
 
 def test_results_do_not_depend_on_the_thread_count():

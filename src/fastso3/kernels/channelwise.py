@@ -35,6 +35,7 @@ __all__ = [
     "channelwise_tensor_product",
     "cw_factored_op",
     "cw_channeled_op",
+    "cw_contract_op",
     "cw_scalar_op",
     "register_channelwise_plan",
     "register_table",
@@ -202,28 +203,94 @@ def _setup(ctx, inputs, output):
     ctx.table, ctx.roles, ctx.backend = table, roles, backend
 
 
-def _channeled_backward(ctx, g):
-    a, b, s = ctx.saved_tensors
-    o, ra, rb, rs = ctx.roles
-    t, be = ctx.table, ctx.backend
-    ga = cw_channeled_op(g, b, s, t, [ra, o, rb, rs], be) if ctx.needs_input_grad[0] else None
-    gb = cw_channeled_op(a, g, s, t, [rb, ra, o, rs], be) if ctx.needs_input_grad[1] else None
-    gs = cw_scalar_op(g, a, b, t, [rs, o, ra, rb], be) if ctx.needs_input_grad[2] else None
-    return ga, gb, gs, None, None, None
+def _backward(ctx, g):
+    """The op contracted the 4-linear form into slot ``roles[0]``; its gradients are the contractions into its
+    operands' slots with ``g`` in that slot, all from one :func:`cw_contract_op`."""
+    by_slot: list = [None] * 4
+    by_slot[ctx.roles[0]] = g
+    for slot, t in zip(ctx.roles[1:], ctx.saved_tensors):
+        by_slot[slot] = t
+    wanted = [slot for slot, need in zip(ctx.roles[1:], ctx.needs_input_grad[:3]) if need]
+    grads = dict(zip(wanted, cw_contract_op(*by_slot, ctx.table, wanted, ctx.backend))) if wanted else {}
+    return (*(grads.get(slot) for slot in ctx.roles[1:]), None, None, None)
 
 
-def _scalar_backward(ctx, g):
-    a, b, d = ctx.saved_tensors
-    o, ra, rb, rd = ctx.roles
-    t, be = ctx.table, ctx.backend
-    ga = cw_channeled_op(b, d, g, t, [ra, rb, rd, o], be) if ctx.needs_input_grad[0] else None
-    gb = cw_channeled_op(a, d, g, t, [rb, ra, rd, o], be) if ctx.needs_input_grad[1] else None
-    gd = cw_channeled_op(a, b, g, t, [rd, ra, rb, o], be) if ctx.needs_input_grad[2] else None
-    return ga, gb, gd, None, None, None
+cw_channeled_op.register_autograd(_backward, setup_context=_setup)
+cw_scalar_op.register_autograd(_backward, setup_context=_setup)
 
 
-cw_channeled_op.register_autograd(_channeled_backward, setup_context=_setup)
-cw_scalar_op.register_autograd(_scalar_backward, setup_context=_setup)
+def _check_contract(by_slot: list, table: str, outputs: list[int], backend: str) -> None:
+    """What the kernels read: distinct output slots, every other slot given, one float dtype and device,
+    ``(Z, dim of its slot)`` operands, a known backend."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in range(4) for s in outputs):
+        raise ValueError(f"cw_contract: outputs must be distinct slots among 0..3, got {outputs}")
+    if table not in _TABLES:
+        raise ValueError(f"cw_contract: unknown table {table!r} (tables are registered from plans by the public functions)")
+    missing = [r for r in range(4) if by_slot[r] is None and any(r != s for s in outputs)]
+    if missing:
+        raise ValueError(f"cw_contract: slots {missing} are operands of the outputs {outputs} and must be given")
+    first = same_floats("cw_contract", **{f"slot {r}": t for r, t in enumerate(by_slot)})
+    backend_for("channelwise_tensor_product", backend, first)
+    for r, t in enumerate(by_slot):
+        if t is not None:
+            check_shape("cw_contract", f"slot {r}", t, (first.shape[0], _dim(table, r)))
+
+
+def _run_contract(by_slot: list, table: str, outputs: list[int], backend: str) -> list[torch.Tensor]:
+    """The contractions into ``outputs``: one pass of the CPU kernel over the samples, else one table op each
+    (the reference twin)."""
+    if backend != "cpu":
+        return [_contract(by_slot, s, table, backend) for s in outputs]
+    from .cpu.loader import library_function
+
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    tensors = [None if t is None else t.contiguous() for t in by_slot]
+    like = next(t for t in tensors if t is not None)
+    z, nc = like.shape[0], _channels(table)
+    layouts = [(None, None) if r == SCALAR_SLOT else _layout(table, r, like.device)[:2] for r in range(4)]
+    outs = [new_output(z, _dim(table, s), like=like) for s in outputs]
+    entries = [_entries(table, SLOT_ROLES[s][1], SLOT_ROLES[s][0], like.device, like.dtype) for s in outputs]
+
+    def array(ctype, values):
+        return (ctype * len(values))(*values)
+
+    def address(t):
+        return None if t is None else t.data_ptr()
+
+    fn = library_function(f"fastso3_cw_contract_{'f32' if like.dtype == torch.float32 else 'f64'}",
+                          p, p, p, p, p, i64, p, p, p, p, p, p, i64, i64, ctypes.c_int)  # fmt: skip
+    fn(array(p, [address(t) for t in tensors]), array(i64, [_dim(table, r) for r in range(4)]),
+       array(i64, [_dim(table, r) if base is None else base.numel() for r, (base, _) in enumerate(layouts)]),
+       array(p, [address(base) for base, _ in layouts]), array(p, [address(step) for _, step in layouts]),
+       len(outputs), array(i64, outputs), array(i64, [r for s in outputs for r in SLOT_ROLES[s][1][1:]]),
+       array(p, [o.data_ptr() for o in outs]), array(i64, [e[-1].numel() for e in entries]),
+       array(p, [i.data_ptr() for e in entries for i in e[:4]]), array(p, [e[4].data_ptr() for e in entries]),
+       z, nc, torch.get_num_threads())  # fmt: skip
+    return outs
+
+
+@torch.library.custom_op("fastso3::cw_contract", mutates_args=())
+def cw_contract_op(
+    t0: torch.Tensor | None, t1: torch.Tensor | None, t2: torch.Tensor | None, t3: torch.Tensor | None, table: str,
+    outputs: list[int], backend: str,
+) -> list[torch.Tensor]:  # fmt: skip
+    """The contractions of the 4-linear form of ``table`` into the slots ``outputs`` (0 out, 1 x1, 2 x2, 3 w)
+    from the tensors of the other slots, ``(Z, dim of the slot)`` each (None only for a slot that is the sole
+    output) -> one ``(Z, dim)`` tensor per output slot. The gradients of a product in one op: on ``"cpu"`` one
+    pass over the samples that loads each operand once."""
+    by_slot = [t0, t1, t2, t3]
+    _check_contract(by_slot, table, outputs, backend)
+    registry.record("channelwise_tensor_product", backend)
+    return _run_contract(by_slot, table, outputs, backend)
+
+
+@cw_contract_op.register_fake
+def _(t0, t1, t2, t3, table, outputs, backend):
+    like = next(t for t in (t0, t1, t2, t3) if t is not None)
+    return [like.new_empty(like.shape[0], _dim(table, s)) for s in outputs]
+
+
+register_multilinear_autograd(cw_contract_op, 4)
 
 
 def _plan_table_name(plan) -> str:
@@ -259,9 +326,9 @@ FACTOR_SLOTS = 5  # g, x1, x2, h, M: F(g, x1, x2, h M) is a 5-linear form, contr
 _BLOCK_BYTES = 1 << 24
 
 
-def _contract(by_slot: list, slot: int, table: str, backend: str, out: torch.Tensor) -> torch.Tensor:
+def _contract(by_slot: list, slot: int, table: str, backend: str, out: torch.Tensor | None = None) -> torch.Tensor:
     """The 4-linear form of ``table`` contracted into ``slot`` (0 out, 1 x1, 2 x2, 3 w) from the other three,
-    written into ``out``."""
+    written into ``out`` if given."""
     kind, roles = SLOT_ROLES[slot]
     roles = list(roles)
     return _run(kind, *(by_slot[r] for r in roles[1:]), table, roles, backend, out)

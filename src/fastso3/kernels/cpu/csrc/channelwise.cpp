@@ -18,6 +18,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <sys/mman.h>
@@ -259,6 +260,73 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
     }
 }
 
+// Contractions of the 4-linear form into several slots in one pass over the samples (the gradients of a
+// product into its operands' slots): each operand's rows are loaded (transposed) once per sample, where one
+// call per output reloads the shared ones, e.g. the output's cotangent, three times for a backward pass.
+// Output k has the slot out_slot[k], entries idx[4k..4k+3] (in the order of SLOT_ROLES: output, a, b, c),
+// whose operands are the slots operand_slot[3k..3k+2]; slot 2 is channel-free.
+template <typename T>
+void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* rows, const int64_t* const* bases,
+                 const int64_t* const* steps, int64_t n_out, const int64_t* out_slot, const int64_t* operand_slot,
+                 void* const* out_ptr, const int64_t* nnz, const int64_t* const* idx, const void* const* coef,
+                 int64_t nz, int64_t nc, int nthreads) {
+    constexpr int64_t SCALAR = 2;
+    std::vector<Channeled> in(4), out(n_out);
+    std::vector<char> needed(4, 0);
+    std::vector<Entries> tab(n_out);
+    std::vector<Runs> runs;
+    std::vector<std::vector<char>> written(n_out);
+    int64_t scalar_rows = 0;
+    for (int64_t s = 0; s < 4; ++s) in[s] = Channeled{in_ptr[s], dims[s], rows[s], bases[s], steps[s]};
+    for (int64_t k = 0; k < n_out; ++k) {
+        const int64_t s = out_slot[k];
+        tab[k] = Entries{nnz[k], idx[4 * k], idx[4 * k + 1], idx[4 * k + 2], idx[4 * k + 3]};
+        runs.emplace_back(s == SCALAR ? Entries{0, nullptr, nullptr, nullptr, nullptr} : tab[k]);
+        out[k] = Channeled{out_ptr[k], dims[s], rows[s], bases[s], steps[s]};
+        for (int i = 0; i < 3; ++i) needed[operand_slot[3 * k + i]] = 1;
+        written[k].assign(rows[s], 0);
+        for (int64_t e = 0; e < nnz[k]; ++e) written[k][tab[k].io[e]] = 1;
+        if (s == SCALAR) scalar_rows = dims[s];
+    }
+    constexpr int64_t L = 64 / sizeof(T);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
+    {
+        std::vector<std::unique_ptr<Rows<T>>> rin(4), rout(n_out);
+        for (int64_t s = 0; s < 4; ++s)
+            if (needed[s] && s != SCALAR) rin[s] = std::make_unique<Rows<T>>(in[s], nc);
+        std::vector<std::vector<T>> ca(n_out);
+        for (int64_t k = 0; k < n_out; ++k)
+            if (out_slot[k] != SCALAR) rout[k] = std::make_unique<Rows<T>>(out[k], nc), ca[k].resize(runs[k].a.size());
+        std::vector<T> yz(nc), acc(scalar_rows * L);
+        const T* sc = static_cast<const T*>(in_ptr[SCALAR]);
+#pragma omp for schedule(static)
+        for (int64_t z = 0; z < nz; ++z) {
+            for (int64_t s = 0; s < 4; ++s)
+                if (rin[s]) rin[s]->load(z);
+            for (int64_t k = 0; k < n_out; ++k) {
+                const int64_t* ops = operand_slot + 3 * k;
+                const T* c = static_cast<const T*>(coef[k]);
+                if (out_slot[k] == SCALAR) {
+                    T* __restrict o = static_cast<T*>(out_ptr[k]) + z * scalar_rows;
+                    std::memset(o, 0, sizeof(T) * scalar_rows);
+                    fastso3_cw::scalar_entries(rin[ops[0]]->row.data(), rin[ops[1]]->row.data(), rin[ops[2]]->row.data(),
+                                               o, scalar_rows, nc, tab[k], c, yz.data(),
+                                               reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
+                    continue;
+                }
+                Rows<T>& ro = *rout[k];
+                ro.point_outputs(z);
+                for (int64_t r = 0; r < out[k].rows; ++r)
+                    if (!written[k][r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
+                runs[k].coefficients(ca[k].data(), c, sc + z * dims[SCALAR], tab[k].ic);
+                fastso3_cw::channeled_rows<T, false>(ro.row.data(), rin[ops[0]]->row.data(), rin[ops[1]]->row.data(),
+                                                     ca[k].data(), runs[k], nc);
+                ro.store(z);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -285,6 +353,19 @@ extern "C" {
 
 FASTSO3_CW_INSTANTIATE(float, f32)
 FASTSO3_CW_INSTANTIATE(double, f64)
+
+#define FASTSO3_CW_CONTRACT(T, SUFFIX)                                                                              \
+    void fastso3_cw_contract_##SUFFIX(const void* const* in_ptr, const int64_t* dims, const int64_t* rows,          \
+                                      const int64_t* const* bases, const int64_t* const* steps, int64_t n_out,      \
+                                      const int64_t* out_slot, const int64_t* operand_slot, void* const* out_ptr,   \
+                                      const int64_t* nnz, const int64_t* const* idx, const void* const* coef,       \
+                                      int64_t nz, int64_t nc, int nthreads) {                                      \
+        cw_contract<T>(in_ptr, dims, rows, bases, steps, n_out, out_slot, operand_slot, out_ptr, nnz, idx, coef, nz, \
+                       nc, nthreads);                                                                              \
+    }
+
+FASTSO3_CW_CONTRACT(float, f32)
+FASTSO3_CW_CONTRACT(double, f64)
 
 // Ask for transparent huge pages on the 2 MiB-aligned interior of a fresh, untouched buffer of `bytes`: the
 // first touch of a large per-sample output then faults 2 MiB at a time instead of 4 KiB (those faults, not

@@ -101,6 +101,17 @@ def test_contract_into_several_slots_matches_reference(outputs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("outputs", [[1, 3, 2], [0]])
+def test_contract_passes_opcheck(outputs):
+    """Schema, fake tensor and autograd registration of ``fastso3::cw_contract``."""
+    fast, _ = modules(channels=5, lmax=2)
+    table, by_slot = _slot_tensors(fast, z=4)
+    by_slot = [t.requires_grad_() for t in by_slot]
+    if outputs == [0]:
+        by_slot[0] = None
+    torch.library.opcheck(cw_contract_op, (*by_slot, table, outputs, "cpu"))
+
+
 def test_contract_checks_its_operands():
     fast, _ = modules()
     table, by_slot = _slot_tensors(fast)

@@ -87,7 +87,8 @@ MODES = [  # (irreps_in1, irreps_in2, irreps_out, instructions)
     ("3x1o", "2x1o", "3x0e+3x1e", [(0, 0, 0, "uvu", True), (0, 0, 1, "uvu", False)]),
     ("2x1o", "3x1o", "3x0e+3x2e", [(0, 0, 0, "uvv", True), (0, 0, 1, "uvv", False)]),
     # one summed channel (MACE's and NequIP's uvu): the weights scale the output
-    ("3x1o+2x2e", "0e+1o", "3x1o+3x1e+2x1o", [(0, 1, 1, "uvu", True), (0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True)]),
+    ("3x1o+2x2e", "0e+1o", "3x1o+3x1e+2x1o+2x2e",
+     [(0, 1, 1, "uvu", True), (0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True), (1, 0, 3, "uvu", False)]),
     ("1x2e", "3x1o", "3x1o+3x2o", [(0, 0, 0, "uvv", True), (0, 0, 1, "uvv", False)]),
     ("3x1o", "3x1o", "2x0e+1x1e", [(0, 0, 0, "uuw", True), (0, 0, 1, "uuw", False)]),
     ("3x1o", "3x2e", "3x1o+3x2o", [(0, 0, 0, "uuu", True), (0, 0, 1, "uuu", False)]),
@@ -132,9 +133,10 @@ def test_every_mode_first_and_second_derivatives(case):
     grads = [jax.jit(jax.grad(loss(tp, cls), (0, 1, 2)))(ws, x1, x2) for tp, cls in ((ref, e3nn.IrrepsArray), (ours, f.IrrepsArray))]
     for a, b in zip(*map(jax.tree_util.tree_leaves, grads)):
         np.testing.assert_allclose(b, a, rtol=0, atol=TOL)
-    for argnum in (1, 2):  # reverse over reverse, as for a loss on forces
+    for argnum in (0, 1, 2):  # weights and inputs (forward over reverse)
         h = [jax.jit(jax.hessian(loss(tp, cls), argnum))(ws, x1, x2) for tp, cls in ((ref, e3nn.IrrepsArray), (ours, f.IrrepsArray))]
-        np.testing.assert_allclose(h[1], h[0], rtol=0, atol=TOL)
+        for a, b in zip(*map(jax.tree_util.tree_leaves, h)):
+            np.testing.assert_allclose(b, a, rtol=0, atol=TOL)
 
 
 def test_fully_connected_seed_and_linear():

@@ -91,14 +91,32 @@ def test_contract_into_several_slots_matches_reference(outputs):
     """One pass of the CPU kernel into several slots (a product's gradients) against one reference
     contraction per slot; odd channel counts and l = 3 reach the plain loop and the register transposes."""
     fast, _ = modules(channels=21, lmax=3)
-    table, by_slot = _slot_tensors(fast)
+    table, by_slot = _slot_tensors(fast, z=40)  # more than 16 samples: the kernel's parallel branch
     if outputs == [0]:
         by_slot[0] = None  # the sole output's slot need not be given
-    ours = cw_contract_op(*by_slot, table, outputs, "cpu")
+    previous = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(cw_contract_op(*by_slot, table, outputs, "cpu"))
+    finally:
+        torch.set_num_threads(previous)
     theirs = cw_contract_op(*by_slot, table, outputs, "reference")
-    for s, a, b in zip(outputs, ours, theirs):
-        assert a.shape == (6, [fast.irreps_out.dim, fast.irreps_in1.dim, fast.irreps_in2.dim, fast.weight_numel][s])
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for s, one, two, ref in zip(outputs, *runs, theirs):
+        assert one.shape == (40, [fast.irreps_out.dim, fast.irreps_in1.dim, fast.irreps_in2.dim, fast.weight_numel][s])
+        assert torch.equal(one, two)  # one thread per sample: the same sums for any thread count
+        torch.testing.assert_close(one, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_contract_gradcheck_gradgradcheck():
+    """The multilinear autograd of a call into several slots: every derivative is cw_contract again."""
+    fast, _ = modules(channels=3, lmax=2)
+    table, by_slot = _slot_tensors(fast, z=3)
+    leaves = [t.requires_grad_() for t in by_slot]
+    fn = lambda *t: cw_contract_op(*t, table, [1, 3, 2], "cpu")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, leaves)
+    assert torch.autograd.gradgradcheck(fn, leaves)
 
 
 @pytest.mark.parametrize("outputs", [[1, 3, 2], [0]])

@@ -37,8 +37,9 @@ def table(tp) -> str:
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Blocks of 16 samples of the default float64 module: the tests cross several blocks and a partial one."""
-    monkeypatch.setattr(channelwise, "_BLOCK_BYTES", 16 * module().weight_numel * 8)
+    """Blocks of 24 samples of the default float64 module: 40 samples cross a full block (above the kernels'
+    16-sample threshold for threads) and a partial one (below it)."""
+    monkeypatch.setattr(channelwise, "_BLOCK_BYTES", 24 * module().weight_numel * 8)
 
 
 @pytest.mark.parametrize("outputs", [[0], [1], [2], [3], [4], [1, 2], [3, 4], [1, 2, 3, 4], [0, 2, 4]])

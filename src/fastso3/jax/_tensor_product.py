@@ -144,9 +144,10 @@ def _sparse_channelwise(path, a: jax.Array, b: jax.Array, w: Optional[jax.Array]
 
     With one summed channel (MACE's and NequIP's ``uvu`` with a ``1x`` second input) the weights scale the
     input that carries the output's channels, ``sum_ij C_ijk (w[u] a[u, i]) b[j]``: their gradient then
-    reuses that input's cotangent, which the input's own gradient needs anyway; otherwise they (or, unweighted, a sum) fold the summed channels into the other input first,
-    ``b'[u, j] = sum_v w[u, v] b[v, j]`` (``uvv`` mirrored). Elementwise products XLA fuses into one loop,
-    instead of an einsum per path whose tiny contractions become per-sample matrix products under ``vmap``."""
+    reuses that input's cotangent, which the input's own gradient needs anyway; otherwise they (or,
+    unweighted, a sum) fold the summed channels into the other input first, ``b'[u, j] = sum_v w[u, v]
+    b[v, j]`` (``uvv`` mirrored). Elementwise products XLA fuses into one loop, instead of an einsum per path
+    whose tiny contractions become per-sample matrix products under ``vmap``."""
     if w is not None:
         w = {"uvu": w, "uvv": w.T, "uuu": w[:, None]}[path.mode]  # (output channel, summed channel)
         if w.shape[1] == 1:

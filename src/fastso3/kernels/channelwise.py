@@ -238,8 +238,8 @@ def _check_contract(by_slot: list, table: str, outputs: list[int], backend: str)
 
 def _run_contract(by_slot: list, table: str, outputs: list[int], backend: str,
                   outs: list[torch.Tensor] | None = None) -> list[torch.Tensor]:  # fmt: skip
-    """The contractions into ``outputs`` (written into ``outs``, contiguous ``(Z, dim)`` tensors, if given):
-    one pass of the CPU kernel over the samples, else one table op each (the reference twin)."""
+    """The contractions into ``outputs`` (written into ``outs``, contiguous ``(Z, dim)`` tensors or None, if
+    given): one pass of the CPU kernel over the samples, else one table op each (the reference twin)."""
     if backend != "cpu":
         return [_contract(by_slot, s, table, backend, o) for s, o in zip(outputs, outs or [None] * len(outputs))]
     from .cpu.loader import library_function
@@ -249,7 +249,7 @@ def _run_contract(by_slot: list, table: str, outputs: list[int], backend: str,
     like = next(t for t in tensors if t is not None)
     z, nc = like.shape[0], _channels(table)
     layouts = [(None, None) if r == SCALAR_SLOT else _layout(table, r, like.device)[:2] for r in range(4)]
-    outs = [new_output(z, _dim(table, s), like=like) for s in outputs] if outs is None else outs
+    outs = [new_output(z, _dim(table, s), like=like) if o is None else o for s, o in zip(outputs, outs or [None] * len(outputs))]
     entries = [_entries(table, SLOT_ROLES[s][1], SLOT_ROLES[s][0], like.device, like.dtype) for s in outputs]
 
     def array(ctype, values):
@@ -287,6 +287,7 @@ def cw_contract_op(
 
 @cw_contract_op.register_fake
 def _(t0, t1, t2, t3, table, outputs, backend):
+    _check_contract([t0, t1, t2, t3], table, outputs, backend)
     like = next(t for t in (t0, t1, t2, t3) if t is not None)
     return [like.new_empty(like.shape[0], _dim(table, s)) for s in outputs]
 
@@ -366,15 +367,16 @@ def _factored_blocks(slots: list, outputs: list, table: str, backend: str, block
     # one weight (and weight-gradient) buffer for every block: results go straight into the outputs' rows
     contracted = [s for s in outputs if s < 3] + ([3] if 3 in outputs or 4 in outputs else [])
     w_buffer = x1.new_empty(min(block, z), m.shape[1]) if any(s < 3 for s in outputs) else None
-    dw_buffer = x1.new_empty(min(block, z), m.shape[1]) if 3 in contracted else None
+    dw_buffer = x1.new_empty(min(block, z), m.shape[1]) if 3 in contracted and backend == "cpu" else None
     for b0 in range(0, z, block):
         rows = slice(b0, min(b0 + block, z))
         by_slot = [None if g is None else g[rows], x1[rows], x2[rows], None]
         if w_buffer is not None:
             by_slot[3] = torch.mm(h[rows], m, out=w_buffer[: rows.stop - b0])
         dw = None if dw_buffer is None else dw_buffer[: rows.stop - b0]
-        # every contraction of the block in one pass
-        _run_contract(by_slot, table, contracted, backend, [outs[s][rows] if s < 3 else dw for s in contracted])
+        # every contraction of the block in one pass (the other backends' weight gradient: a fresh tensor)
+        done = _run_contract(by_slot, table, contracted, backend, [outs[s][rows] if s < 3 else dw for s in contracted])
+        dw = done[-1] if 3 in contracted else None
         if 3 in outputs:
             torch.mm(dw, m.T, out=outs[3][rows])
         if 4 in outputs:

@@ -264,7 +264,8 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
 // product into its operands' slots): each operand's rows are loaded (transposed) once per sample, where one
 // call per output reloads the shared ones, e.g. the output's cotangent, three times for a backward pass.
 // Output k has the slot out_slot[k], entries idx[4k..4k+3] (in the order of SLOT_ROLES: output, a, b, c),
-// whose operands are the slots operand_slot[3k..3k+2]; slot 2 is channel-free.
+// whose operands are the slots operand_slot[3k..3k+2]; slot 2 is channel-free, and a channeled output's third
+// operand is always slot 2 (SLOT_ROLES), whose row of the sample gives the run coefficients.
 template <typename T>
 void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* rows, const int64_t* const* bases,
                  const int64_t* const* steps, int64_t n_out, const int64_t* out_slot, const int64_t* operand_slot,

@@ -125,15 +125,22 @@ def _sparse_pairs(path, a: jax.Array, b: jax.Array, dtype, c: float = 1.0) -> ja
     ``a`` ``(..., u, d1)``, ``b`` ``(..., v, d2)`` -> ``(..., d3, u v)``: single-entry products XLA fuses into
     one loop (a dense einsum of a CG block multiplies mostly zeros, and the small per-sample matrix products
     it becomes under ``vmap`` are slow on CPU)."""
-    sp = path.cg_sparse
     lead = jnp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    rows: list = [None] * path.d3
-    for i, j, k, value in zip(sp.i1.tolist(), sp.i2.tolist(), sp.i3.tolist(), sp.values.tolist()):
-        term = (c * value) * (a[..., :, None, i] * b[..., None, :, j])
-        rows[k] = term if rows[k] is None else rows[k] + term
+    rows = _cg_rows(path, c, lambda i, j: a[..., :, None, i] * b[..., None, :, j])
     zero = jnp.zeros(lead + (path.mul1, path.mul2), dtype)
     t = jnp.stack([zero if r is None else jnp.broadcast_to(r, zero.shape) for r in rows], axis=-3)
     return jnp.reshape(t, lead + (path.d3, path.mul1 * path.mul2))
+
+
+def _cg_rows(path, c: float, product) -> list:
+    """``rows[k] = sum (c C_ijk) product(i, j)`` over the CG block's non-zero entries ``(i, j, k)``; None for an
+    output component no entry reaches."""
+    sp = path.cg_sparse
+    rows: list = [None] * path.d3
+    for i, j, k, value in zip(sp.i1.tolist(), sp.i2.tolist(), sp.i3.tolist(), sp.values.tolist()):
+        term = (c * value) * product(i, j)
+        rows[k] = term if rows[k] is None else rows[k] + term
+    return rows
 
 
 _CHANNELWISE = ("uvu", "uvv", "uuu")
@@ -170,11 +177,7 @@ def _channel_products(path, a: jax.Array, b: jax.Array, c: float) -> jax.Array:
     """``c sum_ij C_ijk a[..., u, i] b[..., u, j]`` -> ``(..., u, d3)`` over the block's non-zero entries
     (``u`` broadcasts)."""
     a_parts, b_parts = _split(a), _split(b)
-    sp = path.cg_sparse
-    rows: list = [None] * path.d3
-    for i, j, k, value in zip(sp.i1.tolist(), sp.i2.tolist(), sp.i3.tolist(), sp.values.tolist()):
-        term = (c * value) * (a_parts[i] * b_parts[j])
-        rows[k] = term if rows[k] is None else rows[k] + term
+    rows = _cg_rows(path, c, lambda i, j: a_parts[i] * b_parts[j])
     shape = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1]) + (1,)
     zero = jnp.zeros(shape, jnp.result_type(a, b))
     return jnp.concatenate([zero if r is None else jnp.broadcast_to(r, shape) for r in rows], axis=-1)

@@ -1,6 +1,6 @@
 """``backend="cpu"``: fastso3's compiled CPU kernels as jax primitives lowered to XLA FFI custom calls.
 
-Two primitives, each one kernel of the C ABI library (``fastso3/kernels/cpu``, built by its loader), reached
+Three primitives, each one kernel of the C ABI library (``fastso3/kernels/cpu``, built by its loader), reached
 through the handler shim ``csrc/xla_ffi.cpp`` (compiled against ``jax.ffi.include_dir()`` on first use and
 cached in ``$FASTSO3_CACHE`` by hash, like the kernels; linked against that library):
 

@@ -70,7 +70,10 @@ def tensor_product_conv(
         node_features: ``(N, irreps_in1.dim)`` float32 or float64, e3nn layout.
         edge_src, edge_dst: ``(E,)`` int64, senders in ``[0, N)`` and receivers in ``[0, num_nodes)``.
         edge_attr: ``(E, irreps_in2.dim)`` (e.g. spherical harmonics), same dtype and device.
-        edge_weights: ``(E, weight_numel)`` per-edge path weights, e3nn's order.
+        edge_weights: ``(E, weight_numel)`` per-edge path weights, e3nn's order, or a
+            :class:`fastso3.o3.FactoredWeight` ``(hidden (E, H), matrix (H, weight_numel))`` (a radial MLP's last
+            layer, :meth:`fastso3.nn.FullyConnectedNet.factored`): the weights ``hidden @ matrix``, which the
+            ``'cpu'`` backend forms a block of edges at a time and never stores whole, nor their gradient.
         plan: a channel-wise ``TensorProductPlan`` (``fastso3.core.channelwise.is_channelwise``: weighted
             ``uvu`` paths, one multiplicity for ``irreps_in1`` and ``irreps_out``, multiplicity-1 ``irreps_in2``),
             or a ``fastso3.o3.TensorProduct`` with such a plan (its own weights are not used).
@@ -86,22 +89,30 @@ def tensor_product_conv(
     """
     from .core.channelwise import is_channelwise
     from .kernels.conv import ATOMIC_BACKEND, conv_channeled_op, csr, plan_table
+    from .kernels.conv_factored import conv_factored_op
+    from .o3 import FactoredWeight
 
     plan = getattr(plan, "plan", plan)
     if not hasattr(plan, "paths") or not is_channelwise(plan):
         raise ValueError("tensor_product_conv needs a channel-wise ('uvu', per-edge weights) tensor-product plan")
-    expected = (("node_features", node_features, plan.irreps_in1.dim), ("edge_attr", edge_attr, plan.irreps_in2.dim),
-                ("edge_weights", edge_weights, plan.weight_numel))  # fmt: skip
+    factored = isinstance(edge_weights, FactoredWeight)
+    weights = (("edge_weights.hidden", edge_weights.hidden, None), ("edge_weights.matrix", edge_weights.matrix, plan.weight_numel)) \
+        if factored else (("edge_weights", edge_weights, plan.weight_numel),)  # fmt: skip
+    expected = (("node_features", node_features, plan.irreps_in1.dim), ("edge_attr", edge_attr, plan.irreps_in2.dim), *weights)
     for name, t, dim in expected:
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim != 2 or t.shape[1] != dim:
-            raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim}), got {getattr(t, 'shape', type(t))}")
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim != 2 or (dim is not None and t.shape[1] != dim):
+            raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim or 'H'}), got {getattr(t, 'shape', type(t))}")
         if t.dtype != node_features.dtype or t.device != node_features.device:
             raise TypeError(f"{name} ({t.dtype}, {t.device}) must match node_features ({node_features.dtype}, {node_features.device})")
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, torch.SymInt)) or num_nodes < 0:
         raise ValueError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
     edges = edge_attr.shape[0]
-    if edge_weights.shape[0] != edges:
-        raise ValueError(f"edge_weights has {edge_weights.shape[0]} rows but edge_attr has {edges}")
+    per_edge = edge_weights.hidden if factored else edge_weights
+    if per_edge.shape[0] != edges:
+        raise ValueError(f"edge_weights has {per_edge.shape[0]} rows but edge_attr has {edges}")
+    if factored and edge_weights.matrix.shape[0] != per_edge.shape[1]:
+        raise ValueError(f"edge_weights.matrix must have shape (H, {plan.weight_numel}) with H = {per_edge.shape[1]} "
+                         f"(edge_weights.hidden's columns), got {tuple(edge_weights.matrix.shape)}")  # fmt: skip
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
     # one entry per edge_attr row, int64 for the CSR below; the op checks their values
@@ -113,6 +124,9 @@ def tensor_product_conv(
     table = plan_table(plan)
     src, dst = edge_src.contiguous(), edge_dst.contiguous()
     (ptr_dst, perm_dst), (ptr_src, perm_src) = csr(dst, num_nodes), csr(src, node_features.shape[0])
+    if factored:
+        return conv_factored_op(None, node_features, edge_attr, edge_weights.hidden, edge_weights.matrix, [dst, src],
+                                [ptr_dst, ptr_src], [perm_dst, perm_src], table, [0], backend)[0]  # fmt: skip
     # table slots: 0 output (gathered through dst), 1 node features (src), 2 edge_attr, 3 edge_weights (per edge)
     return conv_channeled_op(
         node_features, edge_weights, edge_attr, [dst, src, None, None], [ptr_dst, ptr_src, None, None],

@@ -95,6 +95,15 @@ def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str,
     a = same_floats(op, **{f"operand {k}": t for k, t in enumerate(tensors)})
     backend_for("tensor_product_conv", backend.partition(":")[0], a)
     check_table_roles(op, _TABLES, table, roles, 4)
+    edges = check_graph(op, a, index, ptr, perm)
+    for t, slot in zip(tensors, roles[1:]):
+        check_shape(op, _OPERAND_NAMES[slot], t, (_rows(slot, index, ptr, edges), _dim(table, slot)))
+    return edges
+
+
+def check_graph(op: str, a: torch.Tensor, index: Indices, ptr: Indices, perm: Indices) -> int:
+    """Edge count, after checking each slot's index, CSR ``ptr`` and ``perm`` (int64, on ``a``'s device, of the
+    right lengths, values in range; ``a``: the first float operand, a per-edge one when no slot is indexed)."""
     if not (len(index) == len(ptr) == len(perm) == 4):
         raise ValueError(f"{op}: index, ptr and perm need one entry per table slot (4)")
     edges = _edges(index, a)
@@ -110,8 +119,6 @@ def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str,
         name, what = _INDEX_NAMES.get(slot, (f"index[{slot}]", "rows"))
         check_index(op, name, index[slot], rows, length=edges, device=a.device, what=what)
         check_index(op, f"perm[{slot}]", perm[slot], edges, length=edges, device=a.device)
-    for t, slot in zip(tensors, roles[1:]):
-        check_shape(op, _OPERAND_NAMES[slot], t, (_rows(slot, index, ptr, edges), _dim(table, slot)))
     return edges
 
 
@@ -139,18 +146,28 @@ def _reference(kind, tensors, index, ptr, name, roles, edges):
     return out if dst is None else out.new_zeros(_rows(roles[0], index, ptr, edges), out.shape[1]).index_add_(0, dst, out)
 
 
+def kernel_operands(kind: str, tensors, name: str, roles: list[int]) -> list[torch.Tensor]:
+    """The operands of the CPU kernel: each channeled one as contiguous ``(rows, its rows, C)`` channels-innermost."""
+    channeled = (0, 1, 2) if kind == "scalar" else (0, 1)  # which operands carry channels
+    return [(_to_rows(t, name, slot) if i in channeled else t).contiguous() for i, (t, slot) in enumerate(zip(tensors, roles[1:]))]
+
+
 def _cpu(kind, tensors, index, ptr, perm, name, roles, edges):
+    return cpu_kernel(kind, kernel_operands(kind, tensors, name, roles), index, ptr, perm, name, roles, edges)
+
+
+def cpu_kernel(kind, ops, index, ptr, perm, name, roles, edges, out=None):
+    """The CPU kernel on :func:`kernel_operands`; ``out``: an optional contiguous ``(rows of the output slot, dim)``
+    tensor to write into."""
     from .cpu.loader import library_function
 
-    io, ia, ib, ic, coef = _entries(name, tuple(roles), kind, tensors[0].device, tensors[0].dtype)
-    channeled = (0, 1, 2) if kind == "scalar" else (0, 1)  # which operands carry channels
-    ops = [(_to_rows(t, name, slot) if i in channeled else t).contiguous() for i, (t, slot) in enumerate(zip(tensors, roles[1:]))]
+    io, ia, ib, ic, coef = _entries(name, tuple(roles), kind, ops[0].device, ops[0].dtype)
     o = roles[0]
     n_out = _rows(o, index, ptr, edges)
     # the channeled kernel writes its rows straight into the output slot's layout (place: value i's column)
     place = _permutation(name, o, ops[0].device) if kind == "channeled" else None
     # per-edge outputs (the weight gradient: E x weights) are large and fresh: huge pages spare their page faults
-    out = new_output(n_out, _dim(name, o), like=ops[0])
+    out = new_output(n_out, _dim(name, o), like=ops[0]) if out is None else out
 
     def address(t):
         return None if t is None else t.data_ptr()

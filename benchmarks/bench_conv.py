@@ -91,6 +91,61 @@ def _factory(provider: str, nodes: int, edges: int):
     return factory
 
 
+MACE_NODES, MACE_EDGES, MACE_HIDDEN = 200, 4000, 64  # issue 16's MACE-L shape, 20 neighbours per node
+MACE_PROVIDERS = ("fastso3 factored", "fastso3", "e3nn")
+
+
+def _mace_factory(provider: str, measure: str, quick: bool):
+    """MACE-L's interaction (``bench_tp._mace_l``) as a convolution with per-edge weights ``h @ M`` (the radial
+    MLP's last layer, timed with it): factored (``FactoredWeight``, never stored), materialised, or e3nn's
+    product on gathered features + ``index_add``."""
+
+    def factory():
+        from bench_tp import _mace_l
+
+        from fastso3 import o3 as fast_o3
+        from fastso3.ops import tensor_product_conv
+
+        nodes, edges = (MACE_NODES // 10, MACE_EDGES // 10) if quick else (MACE_NODES, MACE_EDGES)
+        if provider == "e3nn":
+            try:
+                from e3nn import o3
+            except ImportError as exc:
+                raise Unavailable("e3nn is not installed") from exc
+            tp = _mace_l(o3)
+        else:
+            tp = _mace_l(fast_o3)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(nodes, tp.irreps_in1.dim, generator=gen)
+        src, dst = torch.randint(0, nodes, (edges,), generator=gen), torch.randint(0, nodes, (edges,), generator=gen)
+        sh = torch.randn(edges, tp.irreps_in2.dim, generator=gen)
+        h = torch.randn(edges, MACE_HIDDEN, generator=gen)
+        m = torch.randn(MACE_HIDDEN, tp.weight_numel, generator=gen) / MACE_HIDDEN**0.5
+        g = torch.randn(nodes, tp.irreps_out.dim, generator=gen)
+
+        def forward(a, b, hh, mm):
+            if provider == "fastso3 factored":
+                return tensor_product_conv(a, src, dst, b, fast_o3.FactoredWeight(hh, mm), tp, nodes)
+            if provider == "fastso3":
+                return tensor_product_conv(a, src, dst, b, hh @ mm, tp, nodes)
+            return a.new_zeros(nodes, tp.irreps_out.dim).index_add(0, dst, tp(a[src], b, hh @ mm))
+
+        if measure == "forward":
+            def run():
+                with torch.no_grad():
+                    return forward(x, sh, h, m)
+        else:
+            leaves = [t.requires_grad_() for t in (x, sh, h, m)]
+
+            def run():
+                return torch.autograd.grad(forward(*leaves), leaves, g)
+
+        run()
+        return run
+
+    return factory
+
+
 def _rss(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -146,15 +201,23 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         params={"measure": "forward+backward", "nodes": nodes, "edges": edges},
         providers={p: _factory(p, nodes, edges) for p in PROVIDERS},
     )
+    mace_edges = MACE_EDGES // 10 if quick else MACE_EDGES
+    mace = [
+        Case(name=f"mace-L {measure} E={mace_edges}", params={"measure": measure, "config": "mace-L factored"},
+             providers={p: _mace_factory(p, measure, quick) for p in MACE_PROVIDERS})  # fmt: skip
+        for measure in ("forward", "forward+backward")
+    ]
     # one e3nn call takes seconds at full size: few, long blocks
     timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "min_time": 0.05 if quick else 1.0, "block_time": 0.005}
     return Benchmark(
         name="conv",
         description="fused channel-wise tensor-product convolution (float32, C=64, l<=3, sh l<=3), forward+backward: "
-        "fastso3.ops.tensor_product_conv vs e3nn 0.6.0 TensorProduct + index_add",
-        cases=[case],
+        "fastso3.ops.tensor_product_conv vs e3nn 0.6.0 TensorProduct + index_add; and MACE-L's interaction with "
+        "per-edge weights h @ M (radial MLP's last layer included), factored vs materialised vs e3nn",
+        cases=[case, *mace],
         reference="e3nn",
-        ratios=[("e3nn/fastso3", "e3nn", "fastso3"), ("unfused/fused", "fastso3 unfused", "fastso3")],
+        ratios=[("e3nn/fastso3", "e3nn", "fastso3"), ("unfused/fused", "fastso3 unfused", "fastso3"),
+                ("e3nn/factored", "e3nn", "fastso3 factored"), ("materialised/factored", "fastso3", "fastso3 factored")],
         settings={"dtype": "float32", "quick": quick, "channels": CHANNELS, "lmax": LMAX, "nodes": nodes, "edges": edges},
         checks=_checks(quick),
         timing=timing,

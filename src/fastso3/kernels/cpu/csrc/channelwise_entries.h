@@ -116,6 +116,82 @@ void channeled_rows(const RO& lo, const RA& la, const RB& lb, const T* ca, const
     if (u0 < nc) channeled_chunk<T, 0, Add>(lo, la, lb, ca, runs, u0, nc - u0);
 }
 
+// G samples at once (e.g. G edges of one receiver's segment), channels [u0, u0 + NV L), added into their
+// output rows: lo[0] for all when `shared` (their sum is formed in registers), else lo[g] for sample g. The
+// run structure, its data-dependent branches and the row lookups are walked once for the G samples, and the
+// G x NV independent accumulator chains hide the FMA latency: at C = 32 (NV = 2) one sample's two chains
+// left the FMA units mostly idle.
+template <typename T, int G, int NV>
+void channeled_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* lb, const T* const* ca, const Runs& r,
+                     int64_t u0, bool shared) {
+    using V = typename Simd<T>::V;
+    int64_t ib = 0, ia = 0;
+    for (size_t io = 0; io < r.out.size(); ++io) {
+        V acc[G][NV] = {};
+        for (; ib < r.out_end[io]; ++ib) {
+            V part[G][NV] = {};
+            for (; ia < r.b_end[ib]; ++ia) {
+                const int64_t row = r.a[ia];
+#pragma GCC unroll 4
+                for (int g = 0; g < G; ++g) {
+                    const V* x = reinterpret_cast<const V*>(la[g][row] + u0);
+                    const T c = ca[g][ia];
+#pragma GCC unroll 8
+                    for (int i = 0; i < NV; ++i) part[g][i] += c * x[i];
+                }
+            }
+            const int64_t row = r.b[ib];
+#pragma GCC unroll 4
+            for (int g = 0; g < G; ++g) {
+                const V* y = reinterpret_cast<const V*>(lb[g][row] + u0);
+#pragma GCC unroll 8
+                for (int i = 0; i < NV; ++i) acc[g][i] += part[g][i] * y[i];
+            }
+        }
+        const int64_t row = r.out[io];
+        if (shared) {
+            V* d = reinterpret_cast<V*>(lo[0][row] + u0);
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; ++i) {
+                V sum = acc[0][i];
+#pragma GCC unroll 4
+                for (int g = 1; g < G; ++g) sum += acc[g][i];
+                d[i] += sum;
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < G; ++g) {
+                V* d = reinterpret_cast<V*>(lo[g][row] + u0);
+#pragma GCC unroll 8
+                for (int i = 0; i < NV; ++i) d[i] += acc[g][i];
+            }
+        }
+    }
+}
+
+// Samples per group of channeled_rows_group for nc channels: groups where one sample's vectors are too few to
+// keep the FMA units busy (up to 4 vectors of channels), one sample at a time above (channeled_rows).
+template <typename T>
+constexpr int group_size(int64_t nc) {
+    constexpr int64_t L = 64 / sizeof(T);
+    return nc <= 2 * L ? 4 : (nc <= 4 * L ? 2 : 1);
+}
+
+// channeled_rows (Add) for G samples: chunks of up to 8 / G vectors for all G, a plain loop per sample for the rest.
+template <typename T, int G>
+void channeled_rows_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* lb, const T* const* ca,
+                          const Runs& runs, int64_t nc, bool shared) {
+    constexpr int64_t L = 64 / sizeof(T);
+    int64_t u0 = 0;
+    if constexpr (G <= 2)
+        for (; u0 + 4 * L <= nc; u0 += 4 * L) channeled_group<T, G, 4>(lo, la, lb, ca, runs, u0, shared);
+    for (; u0 + 2 * L <= nc; u0 += 2 * L) channeled_group<T, G, 2>(lo, la, lb, ca, runs, u0, shared);
+    for (; u0 + L <= nc; u0 += L) channeled_group<T, G, 1>(lo, la, lb, ca, runs, u0, shared);
+    if (u0 < nc)
+        for (int g = 0; g < G; ++g)
+            channeled_chunk<T, 0, true>(shared ? lo[0] : lo[g], la[g], lb[g], ca[g], runs, u0, nc - u0);
+}
+
 // o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, o of no values: a run with one (b, d) pair
 // forms b * d once (into yz, nc values of scratch), then one vector of partial products per a row, shared by
 // the entries that differ only in their output; each output gathers its entries' vectors in acc (no vectors

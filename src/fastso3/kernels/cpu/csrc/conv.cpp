@@ -11,6 +11,7 @@
 // thread count; nothing per edge is materialised. (Software prefetch of the next edges' rows measured 1.3-2x
 // slower, probably by evicting the output row and the reused node rows from L1.)
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -34,28 +35,75 @@ struct Operand {
 // channels in registers) on the edge's gathered rows, which are channels-innermost and back to back. With
 // `place` (so values: position in the output row of channels-innermost value i, e.g. e3nn's mul_ir layout) a
 // row is summed in scratch and scattered once it is complete, so the caller needs no reordering pass.
+// Below 5 vectors of channels, G edges go through the entry loops together (channeled_rows_group): the G
+// edges of a segment in order, their sum formed in registers (a fixed order, so still reproducible), or G
+// per-edge output rows at once.
+template <typename T, int G>
+void conv_channeled_groups(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so,
+                           const int64_t* ptr, const int64_t* perm, const int64_t* place, int64_t nc, Entries t,
+                           const T* coef, int nthreads) {
+    const Runs runs(t);
+    const bool grouped_rows = G > 1 && !ptr && !place;  // per-edge outputs, G rows at a time
+    const int64_t step = grouped_rows ? G : 1, tasks = (nout + step - 1) / step;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
+    {
+        std::vector<T> ca(runs.a.size() * G), scratch(place ? so : 0);
+        Flat<T> lo[G], la[G], lb[G];
+        const T* cg[G];
+        for (int g = 0; g < G; ++g) cg[g] = ca.data() + g * runs.a.size();
+        auto edge = [&](int g, int64_t e) {  // slot g of the group <- edge e
+            runs.coefficients(ca.data() + g * runs.a.size(), coef, s.at<T>(e), t.ic);
+            la[g] = Flat<T>{const_cast<T*>(a.at<T>(e)), nc};
+            lb[g] = Flat<T>{const_cast<T*>(b.at<T>(e)), nc};
+        };
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t task = 0; task < tasks; ++task) {
+            if (grouped_rows) {
+                const int64_t r0 = task * G;
+                if (r0 + G <= nout) {
+                    for (int g = 0; g < G; ++g) {
+                        const int64_t r = r0 + g;
+                        lo[g] = Flat<T>{out + (perm ? perm[r] : r) * so, nc};
+                        std::memset(lo[g].p, 0, sizeof(T) * so);
+                        edge(g, perm ? perm[r] : r);
+                    }
+                    channeled_rows_group<T, G>(lo, la, lb, cg, runs, nc, false);
+                    continue;
+                }
+            }
+            for (int64_t r = task * step; r < std::min(nout, (task + 1) * step); ++r) {
+                const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
+                T* __restrict row = out + (ptr || !perm ? r : perm[r]) * so;
+                T* __restrict dst = place ? scratch.data() : row;
+                std::memset(dst, 0, sizeof(T) * so);
+                lo[0] = Flat<T>{dst, nc};
+                int64_t j = j0;
+                if constexpr (G > 1)
+                    for (; j + G <= j1; j += G) {
+                        for (int g = 0; g < G; ++g) edge(g, perm ? perm[j + g] : j + g);
+                        channeled_rows_group<T, G>(lo, la, lb, cg, runs, nc, true);
+                    }
+                for (; j < j1; ++j) {
+                    edge(0, perm ? perm[j] : j);
+                    channeled_rows<T, true>(lo[0], la[0], lb[0], cg[0], runs, nc);
+                }
+                if (place)
+                    for (int64_t i = 0; i < so; ++i) row[place[i]] = dst[i];
+            }
+        }
+    }
+}
+
 template <typename T>
 void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                     const int64_t* perm, const int64_t* place, int64_t nc, Entries t, const T* coef, int nthreads) {
-    const Runs runs(t);
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
-    {
-        std::vector<T> ca(runs.a.size()), scratch(place ? so : 0);
-#pragma omp for schedule(dynamic, 8)
-        for (int64_t r = 0; r < nout; ++r) {
-            const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
-            T* __restrict row = out + (ptr || !perm ? r : perm[r]) * so;
-            T* __restrict lo = place ? scratch.data() : row;
-            std::memset(lo, 0, sizeof(T) * so);
-            for (int64_t j = j0; j < j1; ++j) {
-                const int64_t e = perm ? perm[j] : j;
-                runs.coefficients(ca.data(), coef, s.at<T>(e), t.ic);
-                channeled_rows<T, true>(Flat<T>{lo, nc}, Flat<T>{const_cast<T*>(a.at<T>(e)), nc},
-                                        Flat<T>{const_cast<T*>(b.at<T>(e)), nc}, ca.data(), runs, nc);
-            }
-            if (place)
-                for (int64_t i = 0; i < so; ++i) row[place[i]] = lo[i];
-        }
+    switch (group_size<T>(nc)) {
+        case 4:
+            return conv_channeled_groups<T, 4>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
+        case 2:
+            return conv_channeled_groups<T, 2>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
+        default:
+            return conv_channeled_groups<T, 1>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
     }
 }
 

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Benchmark, Case, Unavailable, main
+from bench_tp import _roofline_factory
 
 CHANNELS, LMAX = 64, 3
 PROVIDERS = ("fastso3", "e3nn", "fastso3 unfused")
@@ -146,6 +147,28 @@ def _mace_factory(provider: str, measure: str, quick: bool):
     return factory
 
 
+def _mace_work_per_edge(measure: str, quick: bool) -> tuple[int, int]:
+    """(useful FLOPs, compulsory bytes) per edge of the MACE-L convolution with its radial layer, float32.
+
+    FLOPs: 3 per CG non-zero and channel per contraction (the product forward; four contractions with the
+    backward) plus ``2 H W`` per GEMM (``h M``; with the backward also ``dW M^T`` and ``h^T dW``). Bytes: every
+    input read once and every output written once (per-edge harmonics and ``h``; per-node features, output and,
+    with the backward, the output cotangent and the three input gradients), divided by the edges.
+    """
+    from bench_tp import _mace_l
+
+    from fastso3 import o3
+
+    tp = _mace_l(o3)
+    nodes, edges = (MACE_NODES // 10, MACE_EDGES // 10) if quick else (MACE_NODES, MACE_EDGES)
+    nnz = sum(len(p.cg_sparse.values) for p in tp.plan.paths if not p.empty)
+    product, gemm = 3 * nnz * tp.irreps_in1[0].mul, 2 * MACE_HIDDEN * tp.weight_numel
+    per_edge, per_node = tp.irreps_in2.dim + MACE_HIDDEN, tp.irreps_in1.dim + tp.irreps_out.dim
+    if measure == "forward":
+        return product + gemm, 4 * (edges * per_edge + nodes * per_node) // edges
+    return 4 * product + 3 * gemm, 4 * (2 * edges * per_edge + 2 * nodes * per_node) // edges
+
+
 def _rss(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -202,11 +225,15 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         providers={p: _factory(p, nodes, edges) for p in PROVIDERS},
     )
     mace_edges = MACE_EDGES // 10 if quick else MACE_EDGES
-    mace = [
-        Case(name=f"mace-L {measure} E={mace_edges}", params={"measure": measure, "config": "mace-L factored"},
-             providers={p: _mace_factory(p, measure, quick) for p in MACE_PROVIDERS})  # fmt: skip
-        for measure in ("forward", "forward+backward")
-    ]
+    mace = []
+    for measure in ("forward", "forward+backward"):
+        flops, moved = _mace_work_per_edge(measure, quick)
+        providers = {p: _mace_factory(p, measure, quick) for p in MACE_PROVIDERS}
+        providers["matmul"] = _roofline_factory("matmul", flops * mace_edges)
+        providers["copy"] = _roofline_factory("copy", moved * mace_edges)
+        mace.append(Case(name=f"mace-L {measure} E={mace_edges}", providers=providers,
+                         params={"measure": measure, "config": "mace-L factored", "flops_per_edge": flops,
+                                 "bytes_per_edge": moved}))  # fmt: skip
     # one e3nn call takes seconds at full size: few, long blocks
     timing = {"warmup": 1, "min_repeats": 3, "max_repeats": 10, "min_time": 0.05 if quick else 1.0, "block_time": 0.005}
     return Benchmark(
@@ -217,7 +244,8 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         cases=[case, *mace],
         reference="e3nn",
         ratios=[("e3nn/fastso3", "e3nn", "fastso3"), ("unfused/fused", "fastso3 unfused", "fastso3"),
-                ("e3nn/factored", "e3nn", "fastso3 factored"), ("materialised/factored", "fastso3", "fastso3 factored")],
+                ("e3nn/factored", "e3nn", "fastso3 factored"), ("materialised/factored", "fastso3", "fastso3 factored"),
+                ("matmul/factored", "matmul", "fastso3 factored"), ("copy/factored", "copy", "fastso3 factored")],
         settings={"dtype": "float32", "quick": quick, "channels": CHANNELS, "lmax": LMAX, "nodes": nodes, "edges": edges},
         checks=_checks(quick),
         timing=timing,

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace fastso3_cw {
@@ -192,47 +193,72 @@ void channeled_rows_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* l
             channeled_chunk<T, 0, true>(shared ? lo[0] : lo[g], la[g], lb[g], ca[g], runs, u0, nc - u0);
 }
 
-// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, o of no values: a run with one (b, d) pair
-// forms b * d once (into yz, nc values of scratch), then one vector of partial products per a row, shared by
-// the entries that differ only in their output; each output gathers its entries' vectors in acc (no vectors
-// of scratch) and is reduced across lanes once, at the end.
-template <typename T, typename RA, typename RB, typename RD>
-void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t no, int64_t nc, Entries t,
-                    const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc) {
+// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, for G samples at once (as channeled_group):
+// sample g's operands la[g], lb[g], ld[g] and output o[g] of no values, or, when `shared`, all G samples added
+// into o[0]. A run with one (b, d) pair forms b * d once per sample (into yz, G x nc values of scratch), then one
+// vector of partial products per a row and sample, shared by the entries that differ only in their output;
+// each output gathers its entries' vectors in acc (G x no vectors of scratch, no when shared) and is reduced
+// across lanes once, at the end.
+template <typename T, int G, typename R>
+void scalar_group(const R* la, const R* lb, const R* ld, T* const* o, int64_t no, int64_t nc, Entries t,
+                  const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc, bool shared) {
     using V = typename Simd<T>::V;
     constexpr int64_t L = 64 / sizeof(T);
     const int64_t full = nc / L * L;  // channels in whole vectors; the rest in a scalar dot product
-    for (int64_t q = 0; q < no; ++q) acc[q] = V{};
+    const int sets = shared ? 1 : G;  // accumulator sets (and outputs)
+    for (int64_t q = 0; q < sets * no; ++q) acc[q] = V{};
     for (int64_t k = 0; k < t.nnz;) {
         const int64_t kb = t.ib[k], kd = t.ic[k];
-        const T* __restrict y = lb[kb];
-        const T* __restrict w = ld[kd];
+        for (int g = 0; g < G; ++g) {
+            const T* __restrict y = lb[g][kb];
+            const T* __restrict w = ld[g][kd];
+            T* __restrict z = yz + g * nc;
 #pragma omp simd
-        for (int64_t u = 0; u < nc; ++u) yz[u] = y[u] * w[u];
+            for (int64_t u = 0; u < nc; ++u) z[u] = y[u] * w[u];
+        }
         while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
             const int64_t ka = t.ia[k];
-            const T* __restrict x = la[ka];
-            V part[2] = {};
-            int64_t u = 0;
-            for (; u + 2 * L <= full; u += 2 * L) {
-                part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
-                part[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(yz + u + L);
+            V sum[G];
+            T dot[G];
+#pragma GCC unroll 4
+            for (int g = 0; g < G; ++g) {
+                const T* __restrict x = la[g][ka];
+                const T* __restrict z = yz + g * nc;
+                V part[2] = {};
+                int64_t u = 0;
+                for (; u + 2 * L <= full; u += 2 * L) {
+                    part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(z + u);
+                    part[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(z + u + L);
+                }
+                if (u < full) part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(z + u);
+                sum[g] = part[0] + part[1];
+                dot[g] = T(0);
+                for (u = full; u < nc; ++u) dot[g] += x[u] * z[u];
             }
-            if (u < full) part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(yz + u);
-            const V sum = part[0] + part[1];
-            T dot = T(0);
-            for (u = full; u < nc; ++u) dot += x[u] * yz[u];
-            for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k) {
-                acc[t.io[k]] += coef[k] * sum;
-                if (full < nc) o[t.io[k]] += coef[k] * dot;
-            }
+            if (shared)
+                for (int g = 1; g < G; ++g) sum[0] += sum[g], dot[0] += dot[g];
+            for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k)
+                for (int g = 0; g < sets; ++g) {
+                    acc[g * no + t.io[k]] += coef[k] * sum[g];
+                    if (full < nc) o[g][t.io[k]] += coef[k] * dot[g];
+                }
         }
     }
-    for (int64_t q = 0; q < no; ++q) {
-        T s = T(0);
-        for (int l = 0; l < L; ++l) s += acc[q][l];
-        o[q] += s;
-    }
+    for (int g = 0; g < sets; ++g)
+        for (int64_t q = 0; q < no; ++q) {
+            T s = T(0);
+            for (int l = 0; l < L; ++l) s += acc[g * no + q][l];
+            o[g][q] += s;
+        }
+}
+
+// One sample of scalar_group.
+template <typename T, typename RA, typename RB, typename RD>
+void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t no, int64_t nc, Entries t,
+                    const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc) {
+    static_assert(std::is_same_v<RA, RB> && std::is_same_v<RA, RD>, "one row accessor type for the three operands");
+    T* const out[1] = {o};
+    scalar_group<T, 1>(&la, &lb, &ld, out, no, nc, t, coef, yz, acc, false);
 }
 
 }  // namespace fastso3_cw

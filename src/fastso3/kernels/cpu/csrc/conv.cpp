@@ -107,25 +107,66 @@ void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t 
     }
 }
 
+// As conv_channeled_groups: G edges at a time below five vectors of channels (scalar_group), a segment's edges
+// summed into its row, or G per-edge output rows at once.
+template <typename T, int G>
+void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so,
+                        const int64_t* ptr, const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
+    const bool grouped_rows = G > 1 && !ptr;
+    const int64_t step = grouped_rows ? G : 1, tasks = (nout + step - 1) / step;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
+    {
+        std::vector<T> yz(G * nc);
+        std::vector<T> acc(G * so * 64 / sizeof(T));  // G x so vectors
+        auto* vacc = reinterpret_cast<typename Simd<T>::V*>(acc.data());
+        Flat<T> la[G], lb[G], ld[G];
+        T* o[G];
+        auto edge = [&](int g, int64_t e) {
+            la[g] = Flat<T>{const_cast<T*>(a.at<T>(e)), nc};
+            lb[g] = Flat<T>{const_cast<T*>(b.at<T>(e)), nc};
+            ld[g] = Flat<T>{const_cast<T*>(d.at<T>(e)), nc};
+        };
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t task = 0; task < tasks; ++task) {
+            if (grouped_rows && task * G + G <= nout) {
+                for (int g = 0; g < G; ++g) {
+                    const int64_t r = task * G + g;
+                    o[g] = out + (perm ? perm[r] : r) * so;
+                    std::memset(o[g], 0, sizeof(T) * so);
+                    edge(g, perm ? perm[r] : r);
+                }
+                scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, false);
+                continue;
+            }
+            for (int64_t r = task * step; r < std::min(nout, (task + 1) * step); ++r) {
+                const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
+                o[0] = out + (ptr || !perm ? r : perm[r]) * so;
+                std::memset(o[0], 0, sizeof(T) * so);
+                int64_t j = j0;
+                if constexpr (G > 1)
+                    for (; j + G <= j1; j += G) {
+                        for (int g = 0; g < G; ++g) edge(g, perm ? perm[j + g] : j + g);
+                        scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, true);
+                    }
+                for (; j < j1; ++j) {
+                    edge(0, perm ? perm[j] : j);
+                    scalar_group<T, 1>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, false);
+                }
+            }
+        }
+    }
+}
+
 template <typename T>
 void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                  const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
-    {
-        std::vector<T> yz(nc);
-        std::vector<T> acc(so * 64 / sizeof(T));  // so vectors
-#pragma omp for schedule(dynamic, 8)
-        for (int64_t r = 0; r < nout; ++r) {
-            const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
-            T* __restrict o = out + (ptr || !perm ? r : perm[r]) * so;
-            std::memset(o, 0, sizeof(T) * so);
-            for (int64_t j = j0; j < j1; ++j) {
-                const int64_t e = perm ? perm[j] : j;
-                scalar_entries(Flat<T>{const_cast<T*>(a.at<T>(e)), nc}, Flat<T>{const_cast<T*>(b.at<T>(e)), nc},
-                               Flat<T>{const_cast<T*>(d.at<T>(e)), nc}, o, so, nc, t, coef, yz.data(),
-                                       reinterpret_cast<typename Simd<T>::V*>(acc.data()));
-            }
-        }
+    switch (group_size<T>(nc)) {
+        case 4:
+            return conv_scalar_groups<T, 4>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
+        case 2:
+            return conv_scalar_groups<T, 2>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
+        default:
+            return conv_scalar_groups<T, 1>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
     }
 }
 

@@ -36,9 +36,10 @@ def unfused(tp, x, src, dst, sh, w, nodes):
 
 
 # float64 channels in the kernel's register chunks of 8, 4, 2, 1 vectors of 8 and a plain tail:
-# 3 the tail only, 40 = 4 + 1 vectors, 91 = 8 + 2 + 1 vectors + 3
+# 3 the tail only, 40 = 4 + 1 vectors, 91 = 8 + 2 + 1 vectors + 3; edges in groups of 4 up to 2 vectors
+# (12 = 1 vector + 4) and of 2 up to 4 (24 = 2 + 1 vectors)
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
-@pytest.mark.parametrize("channels,lmax", [(3, 2), (40, 1), (91, 1)])
+@pytest.mark.parametrize("channels,lmax", [(3, 2), (12, 1), (24, 1), (40, 1), (91, 1)])
 def test_matches_gather_tensor_product_index_add(backend, channels, lmax):
     tp = uvu(channels, lmax)
     x, src, dst, sh, w = graph(tp)
@@ -54,8 +55,9 @@ def test_matches_gather_tensor_product_index_add(backend, channels, lmax):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
-# float32 (vectors of 16): 32 channels one 2-vector chunk (NequIP's width), 85 = 4 + 1 vectors + a tail of 5
-@pytest.mark.parametrize("channels", [32, 85])
+# float32 (vectors of 16): 32 channels one 2-vector chunk (NequIP's width, groups of 4 edges), 48 = 2 + 1 vectors
+# (groups of 2), 85 = 4 + 1 vectors + a tail of 5 (one edge at a time)
+@pytest.mark.parametrize("channels", [32, 48, 85])
 def test_float32_channel_chunks(channels):
     tp = uvu(channels, 1)
     x, src, dst, sh, w = graph(tp)
@@ -184,7 +186,31 @@ def test_bad_inputs_raise():
         tensor_product_conv(x.half(), src, dst, sh.half(), w.half(), tp.plan, 6, backend="cpu")
 
 
-@pytest.mark.parametrize("channels", [3, 40, 91])
+def test_ops_reject_a_bad_csr_and_read_strided_indices():
+    """The ops check the CSR they are given (their kernels trust it) and read non-contiguous index tensors right."""
+    from fastso3.kernels.conv import conv_channeled_op, csr, plan_table
+
+    tp = uvu()
+    x, src, dst, sh, w = graph(tp)
+    (ptr_dst, perm_dst), (ptr_src, perm_src) = csr(dst, 6), csr(src, 6)
+    args = lambda index, ptr, perm: (x, w, sh, index, ptr, perm, plan_table(tp.plan), [0, 1, 3, 2], "cpu")
+    index = [dst, src, None, None]
+    expected = conv_channeled_op(*args(index, [ptr_dst, ptr_src, None, None], [perm_dst, perm_src, None, None]))
+    twice = perm_dst.repeat_interleave(2)[::2]  # the same values, strided
+    out = conv_channeled_op(*args([dst.repeat_interleave(2)[::2], src.repeat_interleave(2)[::2], None, None], [ptr_dst, ptr_src, None, None],
+                                  [twice, perm_src, None, None]))  # fmt: skip
+    assert torch.equal(out, expected)
+    duplicated = perm_dst.clone()
+    duplicated[1] = duplicated[0]
+    with pytest.raises(ValueError, match="permutation"):
+        conv_channeled_op(*args(index, [ptr_dst, ptr_src, None, None], [duplicated, perm_src, None, None]))
+    decreasing = ptr_dst.clone()
+    decreasing[2], decreasing[3] = decreasing[3], decreasing[2] - 1
+    with pytest.raises(ValueError, match="never decrease"):
+        conv_channeled_op(*args(index, [decreasing, ptr_src, None, None], [perm_dst, perm_src, None, None]))
+
+
+@pytest.mark.parametrize("channels", [3, 8, 24, 91])
 def test_every_slot_indexed_matches_the_reference(channels):
     """The ops take an index for any slot: edge attributes shared through an index (slot 2) make the harmonics
     gradient a sum over segments too (the kernels' grouped segment paths), in float64 against the reference."""

@@ -118,8 +118,23 @@ def test_opcheck(small_blocks):
 def test_no_edges():
     tp = uvu()
     x, src, dst, sh, hidden, matrix = factored_graph(tp, edges=0)
-    out = tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden, matrix), tp, 3)
+    leaves = [t.requires_grad_() for t in (x, sh, hidden, matrix)]
+    out = tensor_product_conv(leaves[0], src, dst, leaves[1], o3.FactoredWeight(*leaves[2:]), tp, 3)
     assert torch.equal(out, torch.zeros(3, tp.irreps_out.dim, dtype=x.dtype))
+    for t, grad in zip(leaves, torch.autograd.grad(out, leaves, torch.ones_like(out)), strict=True):
+        assert grad.shape == t.shape and not grad.any()
+
+
+# float64 channels of the kernels' vector paths: 12 = one vector + 4 (groups of 4 edges), 24 = 3 vectors (of 2)
+@pytest.mark.parametrize("channels", [12, 24])
+def test_vector_widths_match_the_reference_twin(channels, monkeypatch):
+    tp = uvu(channels, 1)
+    monkeypatch.setattr(conv_factored, "_BLOCK_BYTES", 30 * tp.weight_numel * 8)  # 80 edges in about 3 blocks
+    x, src, dst, sh, hidden, matrix = factored_graph(tp, nodes=40, edges=80)
+    args = op_args(tp, x, src, dst, sh, hidden, matrix, g=torch.randn(40, tp.irreps_out.dim, dtype=torch.float64))
+    for outputs in ([0, 2, 3, 4], [1, 2, 3, 4]):
+        for ours, ref in zip(conv_factored_op(*args, outputs, "cpu"), conv_factored_op(*args, outputs, "reference"), strict=True):
+            torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_bad_inputs_raise():

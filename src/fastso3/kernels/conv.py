@@ -103,7 +103,9 @@ def _check(op, tensors, index: Indices, ptr: Indices, perm: Indices, table: str,
 
 def check_graph(op: str, a: torch.Tensor, index: Indices, ptr: Indices, perm: Indices) -> int:
     """Edge count, after checking each slot's index, CSR ``ptr`` and ``perm`` (int64, on ``a``'s device, of the
-    right lengths, values in range; ``a``: the first float operand, a per-edge one when no slot is indexed)."""
+    right lengths, values in range; ``ptr`` from 0 to E, never decreasing; ``perm`` a permutation of the edges,
+    or two threads would write one per-edge row and leave another unwritten; ``a``: the first float operand, a
+    per-edge one when no slot is indexed)."""
     if not (len(index) == len(ptr) == len(perm) == 4):
         raise ValueError(f"{op}: index, ptr and perm need one entry per table slot (4)")
     edges = _edges(index, a)
@@ -119,6 +121,11 @@ def check_graph(op: str, a: torch.Tensor, index: Indices, ptr: Indices, perm: In
         name, what = _INDEX_NAMES.get(slot, (f"index[{slot}]", "rows"))
         check_index(op, name, index[slot], rows, length=edges, device=a.device, what=what)
         check_index(op, f"perm[{slot}]", perm[slot], edges, length=edges, device=a.device)
+        p = ptr[slot]
+        if p[0] != 0 or p[-1] != edges or bool((p[1:] < p[:-1]).any()):
+            raise ValueError(f"{op}: ptr[{slot}] must start at 0, never decrease and end at E = {edges} (see csr)")
+        if edges and bool((torch.bincount(perm[slot], minlength=edges) != 1).any()):
+            raise ValueError(f"{op}: perm[{slot}] must be a permutation of the {edges} edges (see csr)")
     return edges
 
 
@@ -176,6 +183,7 @@ def cpu_kernel(kind, ops, index, ptr, perm, name, roles, edges, out=None):
     suffix = "f32" if out.dtype == torch.float32 else "f64"
     layout = [p, p, p] if kind == "channeled" else [p, p]  # ptr, perm (and place)
     fn = library_function(f"fastso3_conv_{kind}_{suffix}", *[p, i64, p] * 3, p, i64, i64, *layout, i64, i64, p, p, p, p, p, ctypes.c_int)
+    index, ptr, perm = ([None if i is None else i.contiguous() for i in arrays] for arrays in (index, ptr, perm))
     operands = [v for t, slot in zip(ops, roles[1:]) for v in (t.data_ptr(), t.stride(0), address(index[slot]))]
     # per-edge output: visit the edges sorted by the widest gathered operand's index (cache reuse of its rows)
     gathered = [slot for slot in roles[1:] if index[slot] is not None]

@@ -11,8 +11,9 @@ about 16 MiB of weights, each block the edges of consecutive rows of a node slot
 senders for slot 1): one GEMM forms the block's weights in a buffer reused by every block, the convolution
 kernels run on the block (each row's edges all lie in its block, so a node output row is written once, in
 the same fixed edge order as the unfactored kernel), and the block's weight gradient is projected at once
-(``dh = dW M^T``, ``dM += h^T dW`` in block order). Per-edge outputs (slots 2, 3, 4) ride along the blocks of
-the first node slot contracted (receivers when none is). Results do not depend on the thread count.
+(``dh = dW M^T``, ``dM += h^T dW`` in block order). The per-edge outputs (slots 2 and 3) and ``M``'s gradient
+(slot 4) ride along the blocks of the first node slot contracted (receivers when none is). The convolution
+kernels' results do not depend on the thread count (the GEMMs are torch's).
 ``"reference"`` and ``"triton"`` multiply the factors first and run the convolution ops on ``h M``: the
 reference twin.
 """
@@ -25,7 +26,7 @@ import torch
 
 from ..core.channelwise import SLOT_ROLES
 from . import registry
-from ._checks import backend_for, check_shape, same_floats, tracing
+from ._checks import backend_for, check_shape, same_floats
 from ._multilinear import multilinear_backward
 from .channelwise import _BLOCK_BYTES, _TABLES, SCALAR_SLOT, _dim, _layout, new_output
 from .conv import _impl, _to_rows, check_graph, cpu_kernel
@@ -45,8 +46,8 @@ def _shapes(slots: list, ptr: list, table: str) -> list[tuple]:
 
 
 def _check(slots: list, index: list, ptr: list, perm: list, table: str, outputs: list[int], backend: str) -> None:
-    """What the kernels read: the slots, one float dtype and device, the graph (``conv.check_graph``; on data, a
-    CSR ``ptr`` that starts at 0, never decreases and ends at E), every slot's shape, a known backend."""
+    """What the kernels read: the slots, one float dtype and device, the graph (``conv.check_graph``), every
+    slot's shape, a known backend."""
     op = "conv_factored"
     if not outputs or len(set(outputs)) != len(outputs) or any(s not in range(FACTOR_SLOTS) for s in outputs):
         raise ValueError(f"{op}: outputs must be distinct slots among 0..4, got {outputs}")
@@ -64,14 +65,10 @@ def _check(slots: list, index: list, ptr: list, perm: list, table: str, outputs:
     for name, t, shape in zip(_NAMES, slots, _shapes(slots, ptr, table)):
         if t is not None:
             check_shape(op, name, t, (edges, *shape[1:]) if name in "yh" else shape)
-    if not tracing():
-        for name, p in zip(("receivers", "senders"), ptr):
-            if p[0] != 0 or p[-1] != edges or bool((p[1:] < p[:-1]).any()):
-                raise ValueError(f"{op}: the {name}' ptr must start at 0, never decrease and end at E = {edges}")
 
 
 def _row_blocks(ptr: torch.Tensor, block: int) -> list[tuple[int, int]]:
-    """Row ranges ``[r0, r1)`` covering a CSR's rows in order, about ``block`` edges each (a row with more: alone)."""
+    """Row ranges ``[r0, r1)`` covering a CSR's rows in order, each of at most ``block`` edges plus one row's."""
     rows, edges = ptr.shape[0] - 1, int(ptr[-1])
     starts = torch.searchsorted(ptr, torch.tensor(range(block, edges, block), dtype=ptr.dtype, device=ptr.device))
     cuts = sorted({0, rows, *starts.tolist()})
@@ -93,19 +90,20 @@ def _composed(slots: list, index: list, ptr: list, perm: list, table: str, outpu
     return [done[s] if s >= 3 else contract(s) for s in outputs]
 
 
-_WORKSPACE = threading.local()  # per thread: {(purpose, dtype, device): the largest buffer used so far}
+_WORKSPACE = threading.local()  # per thread: {(purpose, dtype, device): the largest flat buffer used so far}
 
 
 def _workspace(purpose: str, n: int, rows: int, m: torch.Tensor) -> torch.Tensor:
-    """A ``(>= n, weight_numel)`` buffer for a block's weights (``purpose`` "w") or their gradient ("dw"), kept
-    per thread between calls: a fresh 16 MiB buffer per call costs its page faults (and, with huge pages, a
-    compaction stall) every time. Grows to ``max(n, rows)`` rows when too small."""
+    """An ``(n, weight_numel)`` buffer for a block's weights (``purpose`` "w") or their gradient ("dw"), a view of
+    a flat one kept per thread between calls (and shared by every weight_numel): a fresh 16 MiB buffer per call
+    costs its page faults (and, with huge pages, a compaction stall) every time. Grows to ``max(n, rows)`` rows
+    when too small."""
     buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
-    key = (purpose, m.dtype, m.device)
+    key, size = (purpose, m.dtype, m.device), n * m.shape[1]
     buffer = buffers.get(key)
-    if buffer is None or buffer.shape[0] < n or buffer.shape[1] != m.shape[1]:
-        buffer = buffers[key] = m.new_empty(max(n, rows), m.shape[1])
-    return buffer
+    if buffer is None or buffer.numel() < size:
+        buffer = buffers[key] = m.new_empty(max(n, rows) * m.shape[1])
+    return buffer[:size].view(n, m.shape[1])
 
 
 def _cpu(slots: list, index: list, ptr: list, perm: list, table: str, outputs: list[int], block: int) -> list:
@@ -116,6 +114,7 @@ def _cpu(slots: list, index: list, ptr: list, perm: list, table: str, outputs: l
     per_edge = [s for s in outputs if s >= 2]
     rows = {0: None if g is None else _to_rows(g, table, 0), 1: _to_rows(x, table, 1)}  # channels innermost, once
     typical = min(block, h.shape[0])  # rows of a buffer: a block's edges, most blocks
+    weight_rows = _layout(table, 3, x.device)[2].shape  # (paths, C): a block's weights as channels-innermost rows
     for first, s in enumerate(node_slots):
         riders = per_edge if first == 0 else []
         contracted = [t for t, wanted in ((s, s in outs), (2, 2 in riders), (3, 3 in riders or 4 in riders)) if wanted]
@@ -130,14 +129,13 @@ def _cpu(slots: list, index: list, ptr: list, perm: list, table: str, outputs: l
             hidden = h.index_select(0, edges)
             operands = {**rows, 2: y.index_select(0, edges)}
             if any(t != _WEIGHT_SLOT for t in contracted):
-                w_buffer = _workspace("w", n, typical, m)
-                operands[3] = torch.mm(hidden, m, out=w_buffer[:n]).view(n, *_layout(table, 3, x.device)[2].shape)
+                operands[3] = torch.mm(hidden, m, out=_workspace("w", n, typical, m)).view(n, *weight_rows)
             for t in contracted:
                 kind, roles = SLOT_ROLES[t]
                 ops = [operands[r] for r in roles[1:]]
                 if t == _WEIGHT_SLOT:
-                    dw_buffer = _workspace("dw", n, typical, m)
-                    dw = cpu_kernel(kind, ops, local_index, local_ptr, [None] * 4, table, list(roles), n, dw_buffer[:n])
+                    dw = cpu_kernel(kind, ops, local_index, local_ptr, [None] * 4, table, list(roles), n,
+                                    _workspace("dw", n, typical, m))  # fmt: skip
                     if 3 in outs:
                         outs[3].index_copy_(0, edges, torch.mm(dw, m.T))
                     if 4 in outs:

@@ -170,8 +170,8 @@ void channeled_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* lb, co
     }
 }
 
-// Samples per group of channeled_rows_group for nc channels: groups where one sample's vectors are too few to
-// keep the FMA units busy (up to 4 vectors of channels), one sample at a time above (channeled_rows).
+// Samples per group of channeled_rows_group for nc channels: 4 up to 2 vectors of channels, 2 up to 4, where
+// one sample's vectors are too few to keep the FMA units busy; one sample at a time above (channeled_rows).
 template <typename T>
 constexpr int group_size(int64_t nc) {
     constexpr int64_t L = 64 / sizeof(T);

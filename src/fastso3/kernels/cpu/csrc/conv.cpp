@@ -35,7 +35,7 @@ struct Operand {
 // channels in registers) on the edge's gathered rows, which are channels-innermost and back to back. With
 // `place` (so values: position in the output row of channels-innermost value i, e.g. e3nn's mul_ir layout) a
 // row is summed in scratch and scattered once it is complete, so the caller needs no reordering pass.
-// Below 5 vectors of channels, G edges go through the entry loops together (channeled_rows_group): the G
+// Up to 4 whole vectors of channels, G edges go through the entry loops together (channeled_rows_group): the G
 // edges of a segment in order, their sum formed in registers (a fixed order, so still reproducible), or G
 // per-edge output rows at once.
 template <typename T, int G>

@@ -620,7 +620,9 @@ def run_train(args: argparse.Namespace, out: Callable[[str], None] = print) -> i
     from fastso3.data import DataError
     from fastso3.training import train
     from fastso3.training.config import config_from_args
+    from fastso3.util.memory import retain_freed_memory
 
+    retain_freed_memory()  # this process trains: reuse freed memory across steps
     try:
         config = config_from_args(args)
         metrics = train(config)
@@ -682,7 +684,9 @@ def run_main_demo(minutes: float, output_dir: str, out: Callable[[str], None] = 
     """``fastso3 demo``: train the default potential on the embedded EMT Cu/Au data for ``minutes``, report its
     validation errors and plots, then run NVE molecular dynamics with it through the ASE calculator."""
     from fastso3.training import TrainConfig, train
+    from fastso3.util.memory import retain_freed_memory
 
+    retain_freed_memory()  # this process trains: reuse freed memory across steps
     config = TrainConfig(time_limit=minutes, max_num_epochs=DEMO_EPOCHS, output_dir=output_dir)
     out(f"== 1. Training {config.model} ({config.hidden_irreps}, correlation {config.correlation}) on the embedded "
         f"EMT Cu/Au data for up to {minutes:g} min, {config.default_dtype}, {torch.get_num_threads()} threads")  # fmt: skip

@@ -7,6 +7,9 @@ and ``codegen.CodeGenMixin``).
 * :mod:`fastso3.util.default_type`: ``explicit_default_types`` and friends;
 * :func:`get_optimization_defaults` / :func:`set_optimization_defaults`: e3nn's global switches,
   stored and returned, with no effect on fastso3 (also reachable as ``fastso3.set_optimization_defaults``).
+
+fastso3's own: :func:`fastso3.util.memory.retain_freed_memory` (glibc's malloc keeps freed memory for the next
+training step; process-wide, called by ``fastso3 train``).
 """
 
 from ._optimization import get_optimization_defaults, set_optimization_defaults

@@ -85,7 +85,8 @@ def tensor_product_conv(
         backend: None (device default), ``'cpu'``, ``'reference'`` or ``'triton'``; see ``fastso3.kernels.registry``.
 
     Returns:
-        ``(num_nodes, irreps_out.dim)``, differentiable to any order in the three float inputs.
+        ``(num_nodes, irreps_out.dim)``, differentiable to any order in the float inputs (both factors of a
+        ``FactoredWeight``).
     """
     from .core.channelwise import is_channelwise
     from .kernels.conv import ATOMIC_BACKEND, conv_channeled_op, csr, plan_table
@@ -101,7 +102,8 @@ def tensor_product_conv(
     expected = (("node_features", node_features, plan.irreps_in1.dim), ("edge_attr", edge_attr, plan.irreps_in2.dim), *weights)
     for name, t, dim in expected:
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim != 2 or (dim is not None and t.shape[1] != dim):
-            raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim or 'H'}), got {getattr(t, 'shape', type(t))}")
+            got = f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a 2-D floating-point tensor (rows, {dim or 'H'}), got {got}")
         if t.dtype != node_features.dtype or t.device != node_features.device:
             raise TypeError(f"{name} ({t.dtype}, {t.device}) must match node_features ({node_features.dtype}, {node_features.device})")
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, torch.SymInt)) or num_nodes < 0:
@@ -109,7 +111,8 @@ def tensor_product_conv(
     edges = edge_attr.shape[0]
     per_edge = edge_weights.hidden if factored else edge_weights
     if per_edge.shape[0] != edges:
-        raise ValueError(f"edge_weights has {per_edge.shape[0]} rows but edge_attr has {edges}")
+        name = "edge_weights.hidden" if factored else "edge_weights"
+        raise ValueError(f"{name} has {per_edge.shape[0]} rows but edge_attr has {edges}")
     if factored and edge_weights.matrix.shape[0] != per_edge.shape[1]:
         raise ValueError(f"edge_weights.matrix must have shape (H, {plan.weight_numel}) with H = {per_edge.shape[1]} "
                          f"(edge_weights.hidden's columns), got {tuple(edge_weights.matrix.shape)}")  # fmt: skip

@@ -144,8 +144,10 @@ def test_bad_inputs_raise():
         tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden, matrix[:, :-1]), tp, 6)
     with pytest.raises(ValueError, match=r"edge_weights.matrix must have shape \(H"):
         tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden, matrix[:-1]), tp, 6)
-    with pytest.raises(ValueError, match="edge_weights has"):
+    with pytest.raises(ValueError, match="edge_weights.hidden has 24 rows"):
         tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden[:-1], matrix), tp, 6)
+    with pytest.raises(ValueError, match="torch.int64 of shape"):
+        tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden.long(), matrix), tp, 6)
     with pytest.raises(TypeError, match="edge_weights.hidden"):
         tensor_product_conv(x, src, dst, sh, o3.FactoredWeight(hidden.float(), matrix), tp, 6)
     args = op_args(tp, x, src, dst, sh, hidden, matrix)

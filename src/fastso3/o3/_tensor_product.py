@@ -53,7 +53,8 @@ class FactoredWeight(NamedTuple):
     """Per-sample weights ``hidden @ matrix`` passed as their two factors (a radial MLP's last hidden layer
     and its last linear layer, see :meth:`fastso3.nn.FullyConnectedNet.factored`).
 
-    * ``hidden``: ``(..., H)``, batch dimensions broadcast with the tensor product's inputs;
+    * ``hidden``: ``(..., H)``, batch dimensions broadcast with the tensor product's inputs (for
+      :func:`fastso3.ops.tensor_product_conv`: exactly ``(E, H)``, one row per edge);
     * ``matrix``: ``(H, weight_numel)``, the inputs' dtype.
 
     A fully connected (``uvw``) product applies ``matrix`` inside its kernel, and a channel-wise (``uvu``)

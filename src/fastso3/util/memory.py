@@ -25,10 +25,14 @@ def retain_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 256 << 20)
 
     Measured on 2 cores: a NequIP training step with forces (1,024 atoms, 18k edges, ``bench nequip``'s shape)
     1.09x (476-488 against 517-529 ms, interleaved runs); MACE-L's channel-wise product forward (4,000 samples,
-    a 116 MB output) 1.39x (3.53 against 4.89 us/sample: its output's page faults). The cost: memory freed by
-    tensors stays in the process (its resident set keeps its peak), as PyTorch's CUDA caching allocator does on
-    a GPU. Process-wide, so the library never calls it on import; ``fastso3 train`` and ``fastso3 demo`` call it
-    for their own process.
+    a 116 MB output) 1.39x (3.53 against 4.89 us/sample: its output's page faults).
+
+    The cost: memory that tensors free stays in the process for reuse, as PyTorch's CUDA caching allocator does
+    on a GPU. The heap gives memory back only from its top, once more than ``trim_threshold`` is free there, so
+    the resident set stays near its peak; with no ``mmap`` of their own, large blocks can also leave the heap
+    fragmented. The settings hold for the whole process and every library in it, until changed again through
+    ``mallopt``. So the library never calls this on import; ``fastso3 train`` and ``fastso3 demo`` always call
+    it for their own process (``fastso3.training.train`` from Python does not).
 
     Returns True where glibc took every setting, False where there is no glibc (nothing is changed) or it refused
     one. Raises ``ValueError`` for a negative or too large argument (``mallopt`` takes C ints).

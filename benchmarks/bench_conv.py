@@ -96,6 +96,10 @@ MACE_NODES, MACE_EDGES, MACE_HIDDEN = 200, 4000, 64  # issue 16's MACE-L shape, 
 MACE_PROVIDERS = ("fastso3 factored", "fastso3", "e3nn")
 
 
+def _mace_sizes(quick: bool) -> tuple[int, int]:
+    return (MACE_NODES // 10, MACE_EDGES // 10) if quick else (MACE_NODES, MACE_EDGES)
+
+
 def _mace_factory(provider: str, measure: str, quick: bool):
     """MACE-L's interaction (``bench_tp._mace_l``) as a convolution with per-edge weights ``h @ M`` (the radial
     MLP's last layer, timed with it): factored (``FactoredWeight``, never stored), materialised, or e3nn's
@@ -107,7 +111,7 @@ def _mace_factory(provider: str, measure: str, quick: bool):
         from fastso3 import o3 as fast_o3
         from fastso3.ops import tensor_product_conv
 
-        nodes, edges = (MACE_NODES // 10, MACE_EDGES // 10) if quick else (MACE_NODES, MACE_EDGES)
+        nodes, edges = _mace_sizes(quick)
         if provider == "e3nn":
             try:
                 from e3nn import o3
@@ -160,7 +164,7 @@ def _mace_work_per_edge(measure: str, quick: bool) -> tuple[int, int]:
     from fastso3 import o3
 
     tp = _mace_l(o3)
-    nodes, edges = (MACE_NODES // 10, MACE_EDGES // 10) if quick else (MACE_NODES, MACE_EDGES)
+    nodes, edges = _mace_sizes(quick)
     nnz = sum(len(p.cg_sparse.values) for p in tp.plan.paths if not p.empty)
     product, gemm = 3 * nnz * tp.irreps_in1[0].mul, 2 * MACE_HIDDEN * tp.weight_numel
     per_edge, per_node = tp.irreps_in2.dim + MACE_HIDDEN, tp.irreps_in1.dim + tp.irreps_out.dim
@@ -224,7 +228,7 @@ def make_benchmark(quick: bool = False) -> Benchmark:
         params={"measure": "forward+backward", "nodes": nodes, "edges": edges},
         providers={p: _factory(p, nodes, edges) for p in PROVIDERS},
     )
-    mace_edges = MACE_EDGES // 10 if quick else MACE_EDGES
+    mace_edges = _mace_sizes(quick)[1]
     mace = []
     for measure in ("forward", "forward+backward"):
         flops, moved = _mace_work_per_edge(measure, quick)

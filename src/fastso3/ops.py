@@ -97,8 +97,11 @@ def tensor_product_conv(
     if not hasattr(plan, "paths") or not is_channelwise(plan):
         raise ValueError("tensor_product_conv needs a channel-wise ('uvu', per-edge weights) tensor-product plan")
     factored = isinstance(edge_weights, FactoredWeight)
-    weights = (("edge_weights.hidden", edge_weights.hidden, None), ("edge_weights.matrix", edge_weights.matrix, plan.weight_numel)) \
-        if factored else (("edge_weights", edge_weights, plan.weight_numel),)  # fmt: skip
+    if factored:  # H (hidden's columns) is free; the matrix's rows are checked against it below
+        weights = (("edge_weights.hidden", edge_weights.hidden, None),
+                   ("edge_weights.matrix", edge_weights.matrix, plan.weight_numel))  # fmt: skip
+    else:
+        weights = (("edge_weights", edge_weights, plan.weight_numel),)
     expected = (("node_features", node_features, plan.irreps_in1.dim), ("edge_attr", edge_attr, plan.irreps_in2.dim), *weights)
     for name, t, dim in expected:
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.ndim != 2 or (dim is not None and t.shape[1] != dim):

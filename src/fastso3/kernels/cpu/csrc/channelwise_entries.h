@@ -178,6 +178,19 @@ constexpr int group_size(int64_t nc) {
     return nc <= 2 * L ? 4 : (nc <= 4 * L ? 2 : 1);
 }
 
+// f(std::integral_constant<int, G>{}) with G = group_size<T>(nc): a kernel templated on its group size.
+template <typename T, typename F>
+void with_group_size(int64_t nc, F&& f) {
+    switch (group_size<T>(nc)) {
+        case 4:
+            return f(std::integral_constant<int, 4>{});
+        case 2:
+            return f(std::integral_constant<int, 2>{});
+        default:
+            return f(std::integral_constant<int, 1>{});
+    }
+}
+
 // channeled_rows (Add) for G samples: chunks of up to 8 / G vectors for all G, a plain loop per sample for the rest.
 template <typename T, int G>
 void channeled_rows_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* lb, const T* const* ca,

@@ -97,17 +97,12 @@ void conv_channeled_groups(Operand a, Operand b, Operand s, T* __restrict out, i
 template <typename T>
 void conv_channeled(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                     const int64_t* perm, const int64_t* place, int64_t nc, Entries t, const T* coef, int nthreads) {
-    switch (group_size<T>(nc)) {
-        case 4:
-            return conv_channeled_groups<T, 4>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
-        case 2:
-            return conv_channeled_groups<T, 2>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
-        default:
-            return conv_channeled_groups<T, 1>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
-    }
+    with_group_size<T>(nc, [&](auto g) {
+        conv_channeled_groups<T, g.value>(a, b, s, out, nout, so, ptr, perm, place, nc, t, coef, nthreads);
+    });
 }
 
-// As conv_channeled_groups: G edges at a time below five vectors of channels (scalar_group), a segment's edges
+// As conv_channeled_groups: G edges at a time up to 4 vectors of channels (scalar_group), a segment's edges
 // summed into its row, or G per-edge output rows at once.
 template <typename T, int G>
 void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so,
@@ -160,14 +155,9 @@ void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int6
 template <typename T>
 void conv_scalar(Operand a, Operand b, Operand d, T* __restrict out, int64_t nout, int64_t so, const int64_t* ptr,
                  const int64_t* perm, int64_t nc, Entries t, const T* coef, int nthreads) {
-    switch (group_size<T>(nc)) {
-        case 4:
-            return conv_scalar_groups<T, 4>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
-        case 2:
-            return conv_scalar_groups<T, 2>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
-        default:
-            return conv_scalar_groups<T, 1>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
-    }
+    with_group_size<T>(nc, [&](auto g) {
+        conv_scalar_groups<T, g.value>(a, b, d, out, nout, so, ptr, perm, nc, t, coef, nthreads);
+    });
 }
 
 }  // namespace

@@ -12,19 +12,17 @@ switch; the SO(2) convolutions commute with that roll, so messages are smooth ac
 deterministic (no random vector, unlike eSCN/FastSo3).
 
 Wigner blocks: ``D^1(R) = R`` (e3nn's l=1 basis is (x, y, z)) and ``D^l = (2l+1) C^T (D^{l-1} x D^1) C`` with
-``C = wigner_3j(l-1, 1, l)``, polynomial in ``R``, tabulated once per module.
+``C = wigner_3j(l-1, 1, l)``, polynomial in ``R`` (``fastso3::wigner_step``, one op per degree).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from fastso3.core.cg import wigner_3j
 from fastso3.kernels import registry
 from fastso3.kernels.so2_rotation import so2_rotation_op
+from fastso3.kernels.wigner_step import wigner_step_op
 
 __all__ = ["EdgeRotation", "edge_rotation", "rotate", "rotate_back"]
 
@@ -60,56 +58,40 @@ def edge_rotation(vec: Tensor, eps: float = 1e-9) -> Tensor:
     return R
 
 
-def _cg_tables(L: int) -> list[Tensor]:
-    """``sqrt(2l+1) wigner_3j(l-1, 1, l)`` reshaped ``(2l-1, 3, 2l+1)`` for ``l = 2..L`` (float64)."""
-    return [torch.tensor(wigner_3j(l - 1, 1, l) * math.sqrt(2 * l + 1)) for l in range(2, L + 1)]
-
-
 class EdgeRotation(torch.nn.Module):
     """Padded Wigner blocks of the edge frames, FastSo3's ``W`` layout.
 
     ``forward(vec (E, 3)) -> W (E, L, 2L+1, 2L+1)`` with ``W[:, l-1]`` = ``D^l(edge_rotation(vec))`` centred and
     zero-padded; in the dtype and device of ``vec``. With ``mmax < L`` the rows are cut to ``|m| <= mmax``:
-    ``(E, L, 2 mmax + 1, 2L+1)``. The CG tables are float64 non-persistent buffers (not in the state dict) that stay
-    float64 under ``module.to(dtype)``.
+    ``(E, L, 2 mmax + 1, 2L+1)``. ``backend`` (None: the default for the device, see ``fastso3.kernels.registry``)
+    runs the recursion's steps (``fastso3::wigner_step``).
     """
 
-    def __init__(self, L: int, mmax: int | None = None, eps: float = 1e-9) -> None:
+    def __init__(self, L: int, mmax: int | None = None, eps: float = 1e-9, backend: str | None = None) -> None:
         super().__init__()
         if isinstance(L, bool) or not isinstance(L, int) or L < 1:
             raise ValueError(f"L must be an int >= 1, got {L!r}")
         mmax = L if mmax is None else mmax
         if isinstance(mmax, bool) or not isinstance(mmax, int) or not 0 <= mmax <= L:
             raise ValueError(f"mmax must be an int in 0..L={L}, got {mmax!r}")
-        self.L, self.mmax, self.eps = L, mmax, eps
-        for l, C in enumerate(_cg_tables(L), start=2):
-            self.register_buffer(f"cg{l}", C, persistent=False)  # float64, cast to the input dtype in use
-
-    def _apply(self, fn, recurse=True):
-        # module.to(dtype)/.float() would round the tables; keep them float64 (device moves still apply)
-        super()._apply(fn, recurse)
-        for l, C in enumerate(_cg_tables(self.L), start=2):
-            self._buffers[f"cg{l}"] = C.to(self._buffers[f"cg{l}"].device)
-        return self
+        self.L, self.mmax, self.eps, self.backend = L, mmax, eps, backend
 
     def blocks(self, R: Tensor) -> list[Tensor]:
         """Full Wigner blocks ``[D^1 (E, 3, 3), ..., D^L (E, 2L+1, 2L+1)]`` of rotations ``R (E, 3, 3)``."""
+        chosen = registry.resolve_backend("wigner_step", self.backend, R.device, R.dtype)
         D = [R]
-        for l in range(2, self.L + 1):
-            C = getattr(self, f"cg{l}").to(R.dtype)  # (2l-1, 3, 2l+1)
-            prev = D[-1]
-            # D^l_ab = sum_{ijkn} C_ija D^{l-1}_ik R_jn C_knb
-            t = torch.einsum("eik,knb->einb", prev, C)
-            t = torch.einsum("ejn,einb->eijb", R, t)
-            D.append(torch.einsum("ija,eijb->eab", C, t))
+        for _ in range(2, self.L + 1):
+            D.append(wigner_step_op(D[-1], R, None, [2], chosen)[0])
         return D
 
     def forward(self, vec: Tensor) -> Tensor:
         L, mmax = self.L, self.mmax
         blocks = self.blocks(edge_rotation(vec, self.eps))
-        pad = torch.nn.functional.pad
-        W = torch.stack([pad(D, (L - l, L - l, L - l, L - l)) for l, D in enumerate(blocks, start=1)], 1)
-        return W[:, :, L - mmax : L + mmax + 1]
+        W = vec.new_zeros(vec.shape[0], L, 2 * mmax + 1, 2 * L + 1)
+        for l, D in enumerate(blocks, start=1):  # rows |m| <= min(l, mmax), columns |n| <= l, centred
+            k = min(l, mmax)
+            W[:, l - 1, mmax - k : mmax + k + 1, L - l : L + l + 1] = D[:, l - k : l + k + 1]
+        return W
 
 
 def _rotation(features: Tensor, W: Tensor, slot: int, backend: str | None) -> Tensor:

@@ -1,27 +1,30 @@
-"""Edge-frame rotation of per-node tables of hidden features, as one op over a trilinear form.
+"""Edge-frame rotation of per-node tables of hidden features, as one op over a (gated) multilinear form.
 
 With ``e (M = 2K+1, B, H)`` per-edge hidden features by order, ``W (B, L, M, N = 2L+1)`` Wigner blocks (see
 :mod:`fastso3.kernels.so2_rotation`), ``P (L, R, N, M, H)`` a table per node (degree-major: per-degree matmuls
-over the nodes write and read it in place) and ``index (B,)`` (int64, values in
-``[0, R)``) the node of each edge,
+over the nodes write and read it in place), ``g (B, K+1, H)`` per-edge gates shared by ``+-m`` (optional) and
+``index (B,)`` (int64, values in ``[0, R)``) the node of each edge,
 
-    F(e, W, P) = sum_{b,m,h} sum_{|m - K| <= l+1} sum_{|n - L| <= l+1} e[m,b,h] W[b,l,m,n] P[l,index[b],n,m,h]
+    F(e, W, P, g) = sum_{b,m,h} sum_{|m - K| <= l+1} sum_{|n - L| <= l+1}
+                    e[m,b,h] g[b,|m - K|,h] W[b,l,m,n] P[l,index[b],n,m,h]
 
-(degree ``l+1`` at index ``l``: only its block of ``W`` counts). ``fastso3::so2_table(e, W, P, index, num_nodes,
-outputs, backend)`` contracts it into each slot of ``outputs`` (0: ``e``, 1: ``W``, 2: ``P``, ``R = num_nodes``)
-from the other two.
+(degree ``l+1`` at index ``l``: only its block of ``W`` counts). ``fastso3::so2_table(e, W, P, g, index,
+num_nodes, outputs, backend)`` contracts it into each slot of ``outputs`` (0: ``e``, 1: ``W``, 2: ``P``, 3: ``g``,
+``R = num_nodes``) from the others. ``g = None`` outside ``outputs`` means no gate (the trilinear form).
 
 Why: an SO(2) layer's per-order encoder ``e[m] = sum_{l,c} A[m,h,l,c] (W x)[c,l,m]`` can apply ``A`` to the
 node features first (``P[l,i,n,m,h] = sum_c A[m,h,l,c] x[i,c,l,n]``, once per node) and then rotate the table
-row of each edge's sender (slot 0); the decoder likewise sums each edge's rotated-back hidden features into its
-receiver (slot 2) and applies its matrices per node. The per-edge work is then a rotation of width ``H`` instead
-of a rotation of width ``C`` plus the per-order matmuls, and nothing of width ``C`` exists per edge; the table
-is ``M L N H`` numbers per node, so this pays for small ``L`` (see ``SO2Convolution``).
+row of each edge's sender (slot 0); the decoder likewise sums each edge's gated, rotated-back hidden features
+into its receiver (slot 2, the gating fused: the gated features never reach memory) and applies its matrices
+per node. The per-edge work is then a rotation of width ``H`` instead of a rotation of width ``C`` plus the
+per-order matmuls, and nothing of width ``C`` exists per edge; the table is ``M L N H`` numbers per node, so
+this pays for small ``L`` (see ``SO2Convolution``).
 
-Autograd permutes the slots (derivatives of every order are the same op). The CPU kernel works per edge (slots 0,
-1) or per node over its edges in edge order (slot 2: deterministic, thread-count independent); the reference
-twin is one gather, masks and one einsum (and an ``index_add_`` for slot 2). Outputs contiguous; entries
-outside the blocks are zero.
+Autograd permutes the slots (derivatives of every order are the same op). The CPU kernel visits the edges sorted
+by node (a counting sort), so each table row is read (slots 0, 1, 3) or summed (slot 2, per node over its edges
+in edge order: deterministic, thread-count independent) while it is in cache; the reference twin is one gather,
+masks and one einsum (and an ``index_add_`` for slots 2 and 3). Outputs contiguous; entries outside the blocks
+are zero.
 """
 
 from __future__ import annotations
@@ -38,21 +41,22 @@ from ._multilinear import register_multilinear_autograd
 __all__ = ["so2_table_op"]
 
 
-def _check(e, w, p, index, num_nodes: int, outputs: list) -> tuple[int, int, int, int, int]:
+def _check(e, w, p, g, index, num_nodes: int, outputs: list) -> tuple[int, int, int, int, int]:
     """``(B, R, L, M, H)`` after checking what the kernel will read (the index's values: by the op's body)."""
-    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2) for s in outputs):
-        raise ValueError(f"so2_table: outputs must be distinct slots among 0, 1, 2, got {outputs}")
-    slots = (e, w, p)
-    for s in range(3):
-        if slots[s] is None and not (s in outputs and len(outputs) == 1):
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2, 3) for s in outputs):
+        raise ValueError(f"so2_table: outputs must be distinct slots among 0, 1, 2, 3, got {outputs}")
+    slots = (e, w, p, g)
+    for s in range(4):
+        absent = s == 3 and s not in outputs  # no gate
+        if slots[s] is None and not absent and not (s in outputs and len(outputs) == 1):
             raise ValueError(f"so2_table: slot {s} is needed (only a single output slot may be None)")
-    given = {n: t for n, t in zip("eWP", slots) if t is not None}
+    given = {n: t for n, t in zip(("e", "W", "P", "g"), slots) if t is not None}
     first = next(iter(given.values()))
     if any(t.dtype != first.dtype or t.device != first.device for t in given.values()):
         raise TypeError("so2_table: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in given.items()))
-    if any(t.dim() != d for t, d in ((e, 3), (w, 4), (p, 5)) if t is not None):
+    if any(t.dim() != d for t, d in ((e, 3), (w, 4), (p, 5), (g, 3)) if t is not None):
         raise ValueError(
-            "so2_table: expected e (M, B, H), W (B, L, M, 2L+1), P (L, R, 2L+1, M, H), got "
+            "so2_table: expected e (M, B, H), W (B, L, M, 2L+1), P (L, R, 2L+1, M, H), g (B, K+1, H), got "
             + ", ".join(f"{n} {tuple(t.shape)}" for n, t in given.items())
         )
     if num_nodes < 0:
@@ -66,7 +70,9 @@ def _check(e, w, p, index, num_nodes: int, outputs: list) -> tuple[int, int, int
     H = e.shape[2] if e is not None else p.shape[4]
     if M % 2 == 0 or M > 2 * L + 1 or L < 1:
         raise ValueError(f"so2_table: the number of orders M = {M} must be odd, <= 2L+1 and L >= 1 (L = {L})")
-    for name, t, shape in (("e", e, (M, B, H)), ("W", w, (B, L, M, 2 * L + 1)), ("P", p, (L, num_nodes, 2 * L + 1, M, H))):
+    shapes = (("e", e, (M, B, H)), ("W", w, (B, L, M, 2 * L + 1)), ("P", p, (L, num_nodes, 2 * L + 1, M, H)),
+              ("g", g, (B, (M + 1) // 2, H)))
+    for name, t, shape in shapes:
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(f"so2_table: {name} must have shape {shape}, got {tuple(t.shape)}")
     return B, num_nodes, L, M, H
@@ -74,7 +80,7 @@ def _check(e, w, p, index, num_nodes: int, outputs: list) -> tuple[int, int, int
 
 def _new_output(like: torch.Tensor, slot: int, dims: tuple) -> torch.Tensor:
     B, R, L, M, H = dims
-    return like.new_empty(((M, B, H), (B, L, M, 2 * L + 1), (L, R, 2 * L + 1, M, H))[slot])
+    return like.new_empty(((M, B, H), (B, L, M, 2 * L + 1), (L, R, 2 * L + 1, M, H), (B, (M + 1) // 2, H))[slot])
 
 
 def _block(L: int, M: int, device: torch.device) -> torch.Tensor:
@@ -86,16 +92,25 @@ def _block(L: int, M: int, device: torch.device) -> torch.Tensor:
 
 
 def _reference(slots: list, slot: int, index: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """Masked W, the gathered table rows, one einsum; slot 2 summed into the nodes."""
-    e, w, p = slots
+    """Masked W, the gathered table rows, the gates spread over +-m, one einsum; slot 2 summed into the nodes."""
+    e, w, p, g = slots
     B, R, L, M, H = dims
+    K = (M - 1) // 2
     block = _block(L, M, (w if w is not None else p).device)
     if w is not None:
         w = torch.where(block[None], w, 0)
     if p is not None:  # (L, B, N, M, H)
         p = torch.where(block.transpose(1, 2)[:, None, :, :, None], p.index_select(1, index), 0)
-    if slot == 0:
-        return torch.einsum("blmn,lbnmh->mbh", w, p)
+    order = (torch.arange(M, device=index.device) - K).abs()  # |m| of each row
+    if g is not None:  # (M, B, H)
+        g = g.index_select(1, order).transpose(0, 1)
+    if e is not None and g is not None and slot != 3:
+        e = e * g
+    if slot in (0, 3):
+        rotated = torch.einsum("blmn,lbnmh->mbh", w, p)
+        if slot == 0:
+            return rotated if g is None else rotated * g
+        return rotated.new_zeros(K + 1, B, H).index_add_(0, order, rotated * e).transpose(0, 1)
     if slot == 1:
         return torch.where(block[None], torch.einsum("mbh,lbnmh->blmn", e, p), 0)
     per_edge = torch.einsum("mbh,blmn->lbnmh", e, w)
@@ -110,15 +125,9 @@ def _cpu(slots: list, outs: dict, index: torch.Tensor, dims: tuple) -> None:
     like = next(t for t in slots if t is not None)
     suffix = "f32" if like.dtype == torch.float32 else "f64"
     fn = library_function(f"fastso3_so2_table_{suffix}", *([ptr] * 9), *([i64] * 5), ctypes.c_int)
-    order = starts = None
-    if 2 in outs:  # each node's edges in edge order (a stable sort), so sums are thread-count independent
-        order = torch.sort(index, stable=True).indices
-        starts = torch.zeros(R + 1, dtype=torch.int64, device=index.device)
-        torch.cumsum(torch.bincount(index, minlength=R), 0, out=starts[1:])
     keep = [t.contiguous() if t is not None else None for t in slots]
     fn(*(t.data_ptr() if t is not None else None for t in keep), index.data_ptr(),
-       None if order is None else order.data_ptr(), None if starts is None else starts.data_ptr(),
-       *(outs[s].data_ptr() if s in outs else None for s in range(3)), B, R, L, M, H,
+       *(outs[s].data_ptr() if s in outs else None for s in range(4)), B, R, L, M, H,
        torch.get_num_threads())  # fmt: skip
 
 
@@ -127,14 +136,15 @@ def so2_table_op(
     e: Optional[torch.Tensor],
     w: Optional[torch.Tensor],
     p: Optional[torch.Tensor],
+    g: Optional[torch.Tensor],
     index: torch.Tensor,
     num_nodes: int,
     outputs: list[int],
     backend: str,
 ) -> list[torch.Tensor]:
-    """The slots ``outputs`` of ``F(e, W, P)``, each from the other two (see the module docstring)."""
-    dims = _check(e, w, p, index, num_nodes, outputs)
-    slots = [e, w, p]
+    """The slots ``outputs`` of ``F(e, W, P, g)``, each from the others (see the module docstring)."""
+    dims = _check(e, w, p, g, index, num_nodes, outputs)
+    slots = [e, w, p, g]
     like = next(t for t in slots if t is not None)
     registry.check_backend("so2_table", backend, like)
     registry.record("so2_table", backend)
@@ -150,9 +160,9 @@ def so2_table_op(
 
 
 @so2_table_op.register_fake
-def _(e, w, p, index, num_nodes, outputs, backend):
-    like = next(t for t in (e, w, p) if t is not None)
-    return [_new_output(like, s, _check(e, w, p, index, num_nodes, outputs)) for s in outputs]
+def _(e, w, p, g, index, num_nodes, outputs, backend):
+    like = next(t for t in (e, w, p, g) if t is not None)
+    return [_new_output(like, s, _check(e, w, p, g, index, num_nodes, outputs)) for s in outputs]
 
 
-register_multilinear_autograd(so2_table_op, 3)
+register_multilinear_autograd(so2_table_op, 4)

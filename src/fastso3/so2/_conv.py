@@ -24,7 +24,7 @@ from fastso3.kernels.so2_table import so2_table_op
 from ._layout import get_mask
 from ._rotation import EdgeRotation, rotate, rotate_back
 
-__all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_encode", "so2_gate"]
+__all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_decode_orders", "so2_encode", "so2_gate"]
 
 
 def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None,
@@ -55,7 +55,7 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
         # per degree, (nodes n, C) @ (C, orders m h): the table (L, N, 2L+1, M, H) in the op's layout
         xt = x.permute(2, 0, 3, 1).reshape(L, n * (2 * L + 1), C)
         table = torch.bmm(xt, a.view(M, H, L, C).permute(2, 3, 0, 1).reshape(L, C, M * H))
-        return _table([None, W, table.view(L, n, 2 * L + 1, M, H)], 0, backend, index, n)
+        return _table([None, W, table.view(L, n, 2 * L + 1, M, H), None], 0, backend, index, n)
     return _frame_linear([None, a, W, x], 0, backend, index, 0 if index is None else x.shape[0])
 
 
@@ -85,32 +85,52 @@ def so2_decode(
     the frame, every order kept, ``M = 2L+1``).
 
     Shapes: ``e_minus, e_plus (K, B, H)`` by ``|m|`` (:func:`so2_gate`); ``e_0 (B, H0)`` the ``m = 0`` hidden
-    features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W`` as for
-    :func:`so2_encode`. One pass over blocks of edges decodes into cache and rotates back from there. With
-    ``index (B,)`` int64 each edge's result is summed into row ``index[b]`` of ``y (num_nodes, C_out, L, 2L+1)``
-    (in edge order, deterministic; the per-edge results never reach memory). With ``tables`` (``W`` and
-    ``index`` given) each edge's rotated-back hidden features are summed into a table ``(L, num_nodes, 2L+1, M, H)``
-    (``fastso3::so2_table``) that the decoder maps per node.
+    features and ``de_0 (H0, C_out, L)`` their decoder, ``H0 <= H``; ``de (H, C_out, L, K)``; ``W``, ``index``,
+    ``num_nodes`` and ``tables`` as for :func:`so2_decode_orders`, which this calls on the orders stacked.
     """
     K, _, H = e_plus.shape
+    if de_0.shape[0] > H:
+        raise ValueError(f"so2_decode: the m = 0 hidden size {de_0.shape[0]} exceeds the |m| > 0 one {H}")
+    e_0 = torch.nn.functional.pad(e_0, (0, H - e_0.shape[1]))
+    return so2_decode_orders(torch.cat([e_minus.flip(0), e_0[None], e_plus], 0), de_0, de, W, backend, index,
+                             num_nodes, tables)  # fmt: skip
+
+
+def so2_decode_orders(
+    e: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None, index: Tensor | None = None,
+    num_nodes: int = 0, tables: bool = False, gates: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """:func:`so2_decode` of the hidden features of every order ``e (M = 2K+1, B, H)``, ``m = -K..K`` (the ``m = 0``
+    row's units beyond ``H0`` are ignored), times ``gates (B, K+1, H)`` if given (``+-m`` share ``|m|``'s; with
+    ``tables`` the product is fused into the table op and never reaches memory): ``y (B, C_out, L, 2L+1)``.
+
+    ``de_0 (H0, C_out, L)``, ``de (H, C_out, L, K)``. One pass over blocks of edges decodes into cache and rotates
+    back from there. With ``index (B,)`` int64 each edge's result is summed into row ``index[b]`` of
+    ``y (num_nodes, C_out, L, 2L+1)`` (in edge order, deterministic; the per-edge results never reach memory).
+    With ``tables`` (``W`` and ``index`` given) each edge's rotated-back hidden features are summed into a table
+    ``(L, num_nodes, 2L+1, M, H)`` (``fastso3::so2_table``) that the decoder maps per node.
+    """
+    M, _, H = e.shape
+    K = (M - 1) // 2
     H0, Co, L = de_0.shape
     if H0 > H:
         raise ValueError(f"so2_decode: the m = 0 hidden size {H0} exceeds the |m| > 0 one {H}")
     if W is None and K != L:
         raise ValueError(f"so2_decode: features in the frame (W = None) keep every order: mmax = L = {L}, got {K}")
-    pad = torch.nn.functional.pad
-    e_all = torch.cat([e_minus.flip(0), pad(e_0, (0, H - H0))[None], e_plus], 0)  # (2K+1, B, H), m = -K..K
     d = de.permute(3, 0, 2, 1).reshape(K, H, L * Co)  # columns ordered (l, c)
-    d0 = pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H - H0))
+    d0 = torch.nn.functional.pad(de_0.permute(0, 2, 1).reshape(H0, L * Co), (0, 0, 0, H - H0))
     d = torch.cat([d.flip(0), d0[None], d], 0)
+    if gates is not None and gates.shape != (e.shape[1], K + 1, H):
+        raise ValueError(f"so2_decode: gates must have shape {(e.shape[1], K + 1, H)}, got {tuple(gates.shape)}")
     if tables:
         _check_tables("so2_decode", W, index)
-        M = 2 * K + 1
-        table = _table([e_all, W, None], 2, backend, index, num_nodes)  # (L, num_nodes, 2L+1, M, H)
+        table = _table([e, W, None, gates], 2, backend, index, num_nodes)  # (L, num_nodes, 2L+1, M, H)
         dt = d.view(M, H, L, Co).permute(2, 0, 1, 3).reshape(L, M * H, Co)
         y = torch.bmm(table.view(L, num_nodes * (2 * L + 1), M * H), dt)  # per degree, (nodes n, m h) @ (m h, C)
         return y.view(L, num_nodes, 2 * L + 1, Co).permute(1, 3, 0, 2)
-    return _frame_linear([e_all, d, W, None], 3, backend, index, num_nodes)
+    if gates is not None:
+        e = e * gates.index_select(1, (torch.arange(M, device=e.device) - K).abs()).transpose(0, 1)
+    return _frame_linear([e, d, W, None], 3, backend, index, num_nodes)
 
 
 def _check_tables(name: str, W: Tensor | None, index: Tensor | None) -> None:

@@ -14,7 +14,7 @@ from fastso3.kernels._checks import check_index, tracing
 from fastso3.math import polynomial_cutoff, soft_one_hot_linspace
 from fastso3.nn import FullyConnectedNet
 
-from ._conv import so2_decode, so2_encode, so2_gate
+from ._conv import so2_decode_orders, so2_encode
 from ._layout import from_padded, get_mask, padded_irreps, to_padded
 from ._rotation import EdgeRotation
 
@@ -141,7 +141,7 @@ class SO2Convolution(torch.nn.Module):
 
         Everything per node is done on the nodes (layout changes, the scalar encoder and decoder, the output
         rescaling): per edge only the Wigner blocks, the gates and the hidden features ``(2 mmax + 1, E, H)``
-        reach memory, the gather and the sum being fused into the rotations (``index`` of ``so2_encode``/``so2_decode``).
+        reach memory, the gather and the sum being fused into the rotations (``index`` of ``so2_encode``/``so2_decode_orders``).
         """
         c0_in, c_in, l_in, c0_out, c_out, l_out = self._dims
         L, K, H = self.L, self.mmax, self.hidden
@@ -151,18 +151,18 @@ class SO2Convolution(torch.nn.Module):
         W = self.rotation(edge_vec)  # (E, L, 2K+1, 2L+1)
         # functions of u = |v| / r_max with literal bounds, which stay constants under torch.compile(dynamic=True)
         radial = self._radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1) / self.r_max)
-        gates = self.radial(radial).reshape(-1, K + 1, H)
+        gates = self.radial(radial).reshape(-1, K + 1, H)  # shared by +m and -m
         en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
         tables = self.tables and src is not None
         e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src, tables=tables)
-        e_minus, e_m0, e_plus = so2_gate(e, gates[:, 1:].transpose(0, 1), complex_path=False)
-        s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node
-        e_0 = (e_m0 + (s0 if src is None else s0.index_select(0, src))) * gates[:, 0]
+        s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node, added to the m = 0 row
+        e[K] += s0 if src is None else s0.index_select(0, src)
         de0 = self.de0 / math.sqrt(H)
         de_0 = de0[:, c0_out:].reshape(H, c_out, L)  # the m = 0 column is decoded with the other orders
-        y = so2_decode(e_minus, e_0, e_plus, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes,
-                       tables=tables)  # fmt: skip
-        # the scalar outputs: linear in e_0, so summed into the nodes first
+        y = so2_decode_orders(e, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes, tables=tables,
+                              gates=gates)  # fmt: skip
+        # the scalar outputs: linear in the gated m = 0 row, so summed into the nodes first
+        e_0 = e[K] * gates[:, 0]
         y0 = (e_0 if dst is None else scatter_sum(e_0, dst, dim=0, dim_size=num_nodes)) @ de0[:, :c0_out]
         y = y * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)

@@ -1,81 +1,159 @@
-// Edge-frame rotation of per-node tables of hidden features: the trilinear form
+// Edge-frame rotation of per-node tables of hidden features: the (gated) multilinear form
 //
-//   F(e, W, P) = sum_{b,m,h} sum_{l: |m - K| <= l+1} sum_{|n - L| <= l+1} e[m,b,h] W[b,l,m,n] P[l,index[b],n,m,h]
+//   F(e, W, P, g) = sum_{b,m,h} sum_{l: |m - K| <= l+1} sum_{|n - L| <= l+1}
+//                   e[m,b,h] g[b,|m - K|,h] W[b,l,m,n] P[l,index[b],n,m,h]
 //
+// (g: (B, K+1, H) per-edge gates shared by +-m, optional: without it the form is trilinear)
 // (e: (M = 2K+1, B, H) per-edge hidden features by order, W: (B, L, M, N = 2L+1) Wigner blocks, P: (L, R, N, M, H)
 // a table per node, degree-major (the layout in which per-degree matmuls over the nodes write and read it), index: (B,) the node row of each edge; index l holds degree l+1, only its block counts)
-// contracted into any subset of its slots, each from the other two: slot 0 (e) rotates each edge's table row
-// into the frame, slot 2 (P) sums each edge's rotated-back hidden features into its node, slot 1 is W's gradient.
-// Every inner loop is a contiguous axpy or dot over the hidden axis H. Slots 0 and 1 are parallel over edges;
-// slot 2 is parallel over nodes, each summing its edges in the order given by a stable node-sorted edge list
-// (order, starts), so results do not depend on the thread count. Entries outside the blocks are never read and
-// written as zero. All tensors contiguous.
+// contracted into any subset of its slots, each from the others: slot 0 (e) rotates each edge's table row
+// into the frame (and gates it), slot 2 (P) sums each edge's gated, rotated-back hidden features into its node,
+// slots 1 and 3 are the gradients of W and of the gates. The gated features never reach memory.
+// Every inner loop is a contiguous axpy or dot over the hidden axis H. The edges are visited sorted by node (a
+// stable counting sort of index), so each node's table row is read (slots 0, 1) or summed (slot 2) while it is in
+// cache: a table is L N M H numbers per node, several MB, and random rows would come from memory. Slots 0 and 1
+// are parallel over the sorted edges; slot 2 is parallel over nodes, each summing its edges in edge order, so
+// results do not depend on the thread count. Entries outside the blocks are never read and written as zero. All
+// tensors contiguous.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
 
+// order: the edges sorted stably by index[b] in [0, R); node i's edges are order[starts[i]:starts[i+1]]
+void counting_sort(const int64_t* index, int64_t B, int64_t R, std::vector<int64_t>& order,
+                   std::vector<int64_t>& starts) {
+    starts.assign(R + 1, 0);
+    for (int64_t b = 0; b < B; ++b) ++starts[index[b] + 1];
+    for (int64_t i = 0; i < R; ++i) starts[i + 1] += starts[i];
+    std::vector<int64_t> next(starts.begin(), starts.end() - 1);
+    order.resize(B);
+    for (int64_t b = 0; b < B; ++b) order[next[index[b]]++] = b;
+}
+
+// Visited sorted by node, the edges' own rows (e, W) are random: fetch them a few edges ahead.
+constexpr int64_t kAhead = 8;
+
 template <typename T>
-void so2_table(const T* e, const T* w, const T* p, const int64_t* index, const int64_t* order, const int64_t* starts,
-               T* out_e, T* out_w, T* out_p, int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {
+void prefetch_edge(int64_t b, const T* e, const T* w, int64_t B, int64_t w_row, int64_t M, int64_t H, bool write) {
+    constexpr int64_t line = 64 / sizeof(T);
+    for (int64_t j = 0; j < w_row; j += line) __builtin_prefetch(w + b * w_row + j, 0);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t h = 0; h < H; h += line) {
+            if (write) __builtin_prefetch(e + (m * B + b) * H + h, 1);
+            else __builtin_prefetch(e + (m * B + b) * H + h, 0);
+        }
+}
+
+template <typename T>
+void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* index, T* out_e, T* out_w, T* out_p,
+               T* out_g, int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {
     const int64_t N = 2 * L + 1, K = (M - 1) / 2;
+    std::vector<int64_t> order, starts;
+    counting_sort(index, B, R, order, starts);
     // rows m of degree index l: |m - K| <= l + 1
     auto m_lo = [&](int64_t l) { return std::max<int64_t>(0, K - l - 1); };
     auto m_hi = [&](int64_t l) { return std::min<int64_t>(M, K + l + 2); };
-    if (out_e || out_w) {
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && B > 1)
-        for (int64_t b = 0; b < B; ++b) {
-            const T* pb = p + index[b] * N * M * H;  // + l R N M H for degree index l
-            const T* wb = w + b * L * M * N;
-            if (out_e) {  // e[m,b,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:]
-                for (int64_t m = 0; m < M; ++m) std::memset(out_e + (m * B + b) * H, 0, sizeof(T) * H);
-                for (int64_t l = 0; l < L; ++l)
-                    for (int64_t m = m_lo(l); m < m_hi(l); ++m) {
-                        T* __restrict o = out_e + (m * B + b) * H;
-                        for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
-                            const T a = wb[(l * M + m) * N + n];
-                            const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
+    // the gate of edge b's order m (shared by +-m), or null: no gate
+    auto gate = [&](int64_t b, int64_t m) { return g ? g + (b * (K + 1) + (m > K ? m - K : K - m)) * H : nullptr; };
+    // e[m,b,:] times its gate, into scratch (or e itself without a gate)
+    auto gated = [&](int64_t b, int64_t m, T* scratch) -> const T* {
+        const T* er = e + (m * B + b) * H;
+        const T* gr = gate(b, m);
+        if (!gr) return er;
 #pragma omp simd
-                            for (int64_t h = 0; h < H; ++h) o[h] += a * src[h];
+        for (int64_t h = 0; h < H; ++h) scratch[h] = er[h] * gr[h];
+        return scratch;
+    };
+    if (out_e || out_w || out_g) {
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B > 1)
+        {
+            std::vector<T> acc(M * H), eg(H);
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < B; ++k) {
+                const int64_t b = order[k];
+                if (k + kAhead < B) prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, B, L * M * N, M, H, out_e != nullptr);
+                const T* pb = p + index[b] * N * M * H;  // + l R N M H for degree index l
+                const T* wb = w + b * L * M * N;
+                if (out_e || out_g) {  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:]
+                    std::fill(acc.begin(), acc.end(), T(0));
+                    for (int64_t l = 0; l < L; ++l)
+                        for (int64_t m = m_lo(l); m < m_hi(l); ++m) {
+                            T* __restrict o = acc.data() + m * H;
+                            for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
+                                const T a = wb[(l * M + m) * N + n];
+                                const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
+#pragma omp simd
+                                for (int64_t h = 0; h < H; ++h) o[h] += a * src[h];
+                            }
+                        }
+                }
+                if (out_e)  // e[m,b,:] = acc[m,:] (times the gate)
+                    for (int64_t m = 0; m < M; ++m) {
+                        T* __restrict o = out_e + (m * B + b) * H;
+                        const T* __restrict a = acc.data() + m * H;
+                        const T* gr = gate(b, m);
+                        if (gr) {
+#pragma omp simd
+                            for (int64_t h = 0; h < H; ++h) o[h] = a[h] * gr[h];
+                        } else {
+                            std::memcpy(o, a, sizeof(T) * H);
                         }
                     }
-            }
-            if (out_w) {  // dW[b,l,m,n] = sum_h e[m,b,h] P[l,i,n,m,h] in the blocks, else 0
-                T* __restrict ob = out_w + b * L * M * N;
-                std::memset(ob, 0, sizeof(T) * L * M * N);
-                for (int64_t l = 0; l < L; ++l)
-                    for (int64_t m = m_lo(l); m < m_hi(l); ++m) {
+                if (out_g) {  // g[b,|m|,:] = sum_{+-m} acc[m,:] e[m,b,:]
+                    T* __restrict ob = out_g + b * (K + 1) * H;
+                    std::memset(ob, 0, sizeof(T) * (K + 1) * H);
+                    for (int64_t m = 0; m < M; ++m) {
+                        T* __restrict o = ob + (m > K ? m - K : K - m) * H;
+                        const T* __restrict a = acc.data() + m * H;
                         const T* __restrict er = e + (m * B + b) * H;
-                        for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
-                            const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
-                            T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-                            for (int64_t h = 0; h < H; ++h) acc += er[h] * src[h];
-                            ob[(l * M + m) * N + n] = acc;
-                        }
+#pragma omp simd
+                        for (int64_t h = 0; h < H; ++h) o[h] += a[h] * er[h];
                     }
+                }
+                if (out_w) {  // dW[b,l,m,n] = sum_h e[m,b,h] g[b,|m|,h] P[l,i,n,m,h] in the blocks, else 0
+                    T* __restrict ob = out_w + b * L * M * N;
+                    std::memset(ob, 0, sizeof(T) * L * M * N);
+                    for (int64_t m = 0; m < M; ++m) {
+                        const T* __restrict er = gated(b, m, eg.data());
+                        for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
+                            for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
+                                const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
+                                T dot = T(0);
+#pragma omp simd reduction(+ : dot)
+                                for (int64_t h = 0; h < H; ++h) dot += er[h] * src[h];
+                                ob[(l * M + m) * N + n] = dot;
+                            }
+                    }
+                }
             }
         }
     }
-    if (out_p) {  // P[l,i,n,m,:] = sum_{b: index[b] = i} W[b,l,m,n] e[m,b,:] in the blocks, else 0
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 16) if (nthreads > 1 && R > 1)
-        for (int64_t i = 0; i < R; ++i) {
-            T* __restrict pi = out_p + i * N * M * H;  // + l R N M H for degree index l
-            for (int64_t l = 0; l < L; ++l) std::memset(pi + l * R * N * M * H, 0, sizeof(T) * N * M * H);
-            for (int64_t k = starts[i]; k < starts[i + 1]; ++k) {
-                const int64_t b = order[k];
-                const T* wb = w + b * L * M * N;
-                for (int64_t l = 0; l < L; ++l)
-                    for (int64_t m = m_lo(l); m < m_hi(l); ++m) {
-                        const T* __restrict er = e + (m * B + b) * H;
-                        for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
-                            const T a = wb[(l * M + m) * N + n];
-                            T* __restrict o = pi + ((l * R * N + n) * M + m) * H;
+    if (out_p) {  // P[l,i,n,m,:] = sum_{b: index[b] = i} W[b,l,m,n] e[m,b,:] g[b,|m|,:] in the blocks, else 0
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && R > 1)
+        {
+            std::vector<T> eg(H);
+#pragma omp for schedule(dynamic, 16)
+            for (int64_t i = 0; i < R; ++i) {
+                T* __restrict pi = out_p + i * N * M * H;  // + l R N M H for degree index l
+                for (int64_t l = 0; l < L; ++l) std::memset(pi + l * R * N * M * H, 0, sizeof(T) * N * M * H);
+                for (int64_t k = starts[i]; k < starts[i + 1]; ++k) {
+                    const int64_t b = order[k];
+                    if (k + kAhead < B) prefetch_edge(order[k + kAhead], e, w, B, L * M * N, M, H, false);
+                    const T* wb = w + b * L * M * N;
+                    for (int64_t m = 0; m < M; ++m) {
+                        const T* __restrict er = gated(b, m, eg.data());
+                        for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
+                            for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
+                                const T a = wb[(l * M + m) * N + n];
+                                T* __restrict o = pi + ((l * R * N + n) * M + m) * H;
 #pragma omp simd
-                            for (int64_t h = 0; h < H; ++h) o[h] += a * er[h];
-                        }
+                                for (int64_t h = 0; h < H; ++h) o[h] += a * er[h];
+                            }
                     }
+                }
             }
         }
     }
@@ -84,13 +162,13 @@ void so2_table(const T* e, const T* w, const T* p, const int64_t* index, const i
 }  // namespace
 
 extern "C" {
-// e, W, P: contiguous (null for an output slot); index (B,); order, starts: the node-sorted edges (slot 2 only);
+// e, W, P, g: contiguous (null for an output slot; g also null for no gate); index (B,) with values in [0, R);
 // out_*: non-null for the slots to compute
 #define FASTSO3_SO2_TABLE(T, SUFFIX)                                                                              \
-    void fastso3_so2_table_##SUFFIX(const T* e, const T* w, const T* p, const int64_t* index, const int64_t* order, \
-                                    const int64_t* starts, T* out_e, T* out_w, T* out_p, int64_t B, int64_t R,      \
-                                    int64_t L, int64_t M, int64_t H, int nthreads) {                               \
-        so2_table<T>(e, w, p, index, order, starts, out_e, out_w, out_p, B, R, L, M, H, nthreads);                \
+    void fastso3_so2_table_##SUFFIX(const T* e, const T* w, const T* p, const T* g, const int64_t* index,           \
+                                    T* out_e, T* out_w, T* out_p, T* out_g, int64_t B, int64_t R, int64_t L,        \
+                                    int64_t M, int64_t H, int nthreads) {                                          \
+        so2_table<T>(e, w, p, g, index, out_e, out_w, out_p, out_g, B, R, L, M, H, nthreads);                     \
     }
 
 FASTSO3_SO2_TABLE(float, f32)

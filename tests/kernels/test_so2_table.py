@@ -87,6 +87,17 @@ def test_reference_equals_the_explicit_loop(L, mmax, gated):
         torch.testing.assert_close(got, looped(*args, index, slot), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("H,dtype", [(37, torch.float64), (70, torch.float32)])
+def test_hidden_axes_wider_than_a_register_block(H, dtype):
+    """The kernel sums 256 bytes of the hidden axis at a time in registers: full blocks and a tail."""
+    slots, index = setup(2, 2, B=40, R=5, H=H, dtype=dtype)
+    ours = op(*slots, index, 5, [0, 1, 2, 3], "cpu")
+    exact = op(*[t.double() for t in slots], index, 5, [0, 1, 2, 3], "reference")
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(ours, exact, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=tol * b.abs().max().item())
+
+
 def test_gating_is_the_product_of_the_ungated_form():
     """Slot 2 with gates equals slot 2 of the gated features (the gating the SO(2) layer fuses)."""
     (e, W, P, g), index = setup(3, 2)

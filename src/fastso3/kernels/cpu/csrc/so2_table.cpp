@@ -33,13 +33,16 @@ void counting_sort(const int64_t* index, int64_t B, int64_t R, std::vector<int64
     for (int64_t b = 0; b < B; ++b) order[next[index[b]]++] = b;
 }
 
-// Visited sorted by node, the edges' own rows (e, W) are random: fetch them a few edges ahead.
+// Visited sorted by node, the edges' own rows (e, W, g) are random: fetch them a few edges ahead.
 constexpr int64_t kAhead = 8;
 
 template <typename T>
-void prefetch_edge(int64_t b, const T* e, const T* w, int64_t B, int64_t w_row, int64_t M, int64_t H, bool write) {
+void prefetch_edge(int64_t b, const T* e, const T* w, const T* g, int64_t B, int64_t w_row, int64_t M, int64_t H,
+                   bool write) {
     constexpr int64_t line = 64 / sizeof(T);
     for (int64_t j = 0; j < w_row; j += line) __builtin_prefetch(w + b * w_row + j, 0);
+    if (g)
+        for (int64_t j = 0; j < (M + 1) / 2 * H; j += line) __builtin_prefetch(g + b * (M + 1) / 2 * H + j, 0);
     for (int64_t m = 0; m < M; ++m)
         for (int64_t h = 0; h < H; h += line) {
             if (write) __builtin_prefetch(e + (m * B + b) * H + h, 1);
@@ -47,10 +50,26 @@ void prefetch_edge(int64_t b, const T* e, const T* w, int64_t B, int64_t w_row, 
         }
 }
 
+// Register blocks of the hidden axis: kHB units (4 vectors of 64 bytes) accumulate in registers over a row's
+// entries, instead of a load and a store of the sum per entry.
+constexpr int64_t kHBBytes = 256;
+
+// r[0:n] += a x[0:n] for the first min(n, kHB) units (the full block unrolled at a fixed width)
+template <typename T, int64_t kHB = kHBBytes / sizeof(T)>
+inline void axpy_block(T* __restrict r, T a, const T* __restrict x, int64_t n) {
+    if (n >= kHB) {
+#pragma omp simd
+        for (int64_t h = 0; h < kHB; ++h) r[h] += a * x[h];
+    } else {
+        for (int64_t h = 0; h < n; ++h) r[h] += a * x[h];
+    }
+}
+
 template <typename T>
 void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* index, T* out_e, T* out_w, T* out_p,
                T* out_g, int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {
     const int64_t N = 2 * L + 1, K = (M - 1) / 2;
+    constexpr int64_t kHB = kHBBytes / sizeof(T);
     std::vector<int64_t> order, starts;
     counting_sort(index, B, R, order, starts);
     // rows m of degree index l: |m - K| <= l + 1
@@ -74,22 +93,19 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < B; ++k) {
                 const int64_t b = order[k];
-                if (k + kAhead < B) prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, B, L * M * N, M, H, out_e != nullptr);
+                if (k + kAhead < B) prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, g, B, L * M * N, M, H, out_e != nullptr);
                 const T* pb = p + index[b] * N * M * H;  // + l R N M H for degree index l
                 const T* wb = w + b * L * M * N;
-                if (out_e || out_g) {  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:]
-                    std::fill(acc.begin(), acc.end(), T(0));
-                    for (int64_t l = 0; l < L; ++l)
-                        for (int64_t m = m_lo(l); m < m_hi(l); ++m) {
-                            T* __restrict o = acc.data() + m * H;
-                            for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
-                                const T a = wb[(l * M + m) * N + n];
-                                const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
-#pragma omp simd
-                                for (int64_t h = 0; h < H; ++h) o[h] += a * src[h];
-                            }
+                if (out_e || out_g)  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:], kHB units at a time in registers
+                    for (int64_t m = 0; m < M; ++m)
+                        for (int64_t h0 = 0; h0 < H; h0 += kHB) {
+                            T r[kHB] = {};
+                            for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
+                                for (int64_t n = L - l - 1; n < L + l + 2; ++n)
+                                    axpy_block(r, wb[(l * M + m) * N + n], pb + ((l * R * N + n) * M + m) * H + h0,
+                                               H - h0);  // fmt: skip
+                            std::memcpy(acc.data() + m * H + h0, r, sizeof(T) * std::min<int64_t>(kHB, H - h0));
                         }
-                }
                 if (out_e)  // e[m,b,:] = acc[m,:] (times the gate)
                     for (int64_t m = 0; m < M; ++m) {
                         T* __restrict o = out_e + (m * B + b) * H;
@@ -134,25 +150,39 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
     if (out_p) {  // P[l,i,n,m,:] = sum_{b: index[b] = i} W[b,l,m,n] e[m,b,:] g[b,|m|,:] in the blocks, else 0
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && R > 1)
         {
-            std::vector<T> eg(H);
+            std::vector<T> rows;  // the node's edges' gated hidden features, (edge, m, h): gathered once, in cache
 #pragma omp for schedule(dynamic, 16)
             for (int64_t i = 0; i < R; ++i) {
-                T* __restrict pi = out_p + i * N * M * H;  // + l R N M H for degree index l
-                for (int64_t l = 0; l < L; ++l) std::memset(pi + l * R * N * M * H, 0, sizeof(T) * N * M * H);
-                for (int64_t k = starts[i]; k < starts[i + 1]; ++k) {
-                    const int64_t b = order[k];
-                    if (k + kAhead < B) prefetch_edge(order[k + kAhead], e, w, B, L * M * N, M, H, false);
-                    const T* wb = w + b * L * M * N;
+                const int64_t k0 = starts[i], degree = starts[i + 1] - k0;
+                rows.resize(degree * M * H);
+                for (int64_t q = 0; q < degree; ++q) {
+                    const int64_t b = order[k0 + q];
+                    if (k0 + q + kAhead < B) prefetch_edge(order[k0 + q + kAhead], e, w, g, B, L * M * N, M, H, false);
                     for (int64_t m = 0; m < M; ++m) {
-                        const T* __restrict er = gated(b, m, eg.data());
-                        for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
-                            for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
-                                const T a = wb[(l * M + m) * N + n];
-                                T* __restrict o = pi + ((l * R * N + n) * M + m) * H;
+                        T* __restrict o = rows.data() + (q * M + m) * H;
+                        const T* __restrict er = e + (m * B + b) * H;
+                        const T* __restrict gr = gate(b, m);
+                        if (gr) {
 #pragma omp simd
-                                for (int64_t h = 0; h < H; ++h) o[h] += a * er[h];
-                            }
+                            for (int64_t h = 0; h < H; ++h) o[h] = er[h] * gr[h];
+                        } else {
+                            std::memcpy(o, er, sizeof(T) * H);
+                        }
                     }
+                }
+                T* __restrict pi = out_p + i * N * M * H;  // + l R N M H for degree index l
+                for (int64_t l = 0; l < L; ++l) {
+                    std::memset(pi + l * R * N * M * H, 0, sizeof(T) * N * M * H);
+                    for (int64_t n = L - l - 1; n < L + l + 2; ++n)
+                        for (int64_t m = m_lo(l); m < m_hi(l); ++m)
+                            for (int64_t h0 = 0; h0 < H; h0 += kHB) {  // the sum over the edges in registers
+                                T r[kHB] = {};
+                                for (int64_t q = 0; q < degree; ++q)
+                                    axpy_block(r, w[order[k0 + q] * L * M * N + (l * M + m) * N + n],
+                                               rows.data() + (q * M + m) * H + h0, H - h0);  // fmt: skip
+                                std::memcpy(pi + ((l * R * N + n) * M + m) * H + h0, r,
+                                            sizeof(T) * std::min<int64_t>(kHB, H - h0));  // fmt: skip
+                            }
                 }
             }
         }

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from fastso3.graph import scatter_sum
 from fastso3.kernels import registry
 from fastso3.kernels.so2_frame_linear import so2_frame_linear_op
 from fastso3.kernels.so2_table import so2_table_op
@@ -28,7 +29,7 @@ __all__ = ["SO2_conv", "SO2_conv_e", "get_message", "so2_decode", "so2_decode_or
 
 
 def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: str | None = None,
-               index: Tensor | None = None, tables: bool = False) -> Tensor:  # fmt: skip
+               index: Tensor | None = None, tables: bool = False, scalars: Tensor | None = None) -> Tensor:  # fmt: skip
     """Rotate into the edge frame and encode every order: ``e (M, B, H)``, ``M = 2K+1`` orders ``m = -K..K``.
 
     Shapes: ``x (B, C, L, 2L+1)`` node-frame features with ``W (B, L, M, 2L+1)`` Wigner blocks, or already in the
@@ -38,7 +39,9 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
     never reach memory (``fastso3::so2_frame_linear``). With ``index (B,)`` int64, ``x (N, C, L, 2L+1)`` is a table
     of node features and edge ``b`` reads row ``index[b]`` (the gather fused into the rotation). With ``tables``
     (``W`` and ``index`` given) the encoder is applied per node first and each edge rotates its sender's row of
-    the table ``(L, N, 2L+1, M, H)`` (``fastso3::so2_table``): less work per edge for small ``L``.
+    the table ``(L, N, 2L+1, M, H)`` (``fastso3::so2_table``): less work per edge for small ``L``. ``scalars``
+    (rows of ``x``, ``H``): added to the ``m = 0`` row (each edge its row ``index[b]``; with ``tables``, inside the
+    table op).
     """
     C, L, H, K = en.shape
     H0 = en0.shape[2]
@@ -55,8 +58,11 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
         # per degree, (nodes n, C) @ (C, orders m h): the table (L, N, 2L+1, M, H) in the op's layout
         xt = x.permute(2, 0, 3, 1).reshape(L, n * (2 * L + 1), C)
         table = torch.bmm(xt, a.view(M, H, L, C).permute(2, 3, 0, 1).reshape(L, C, M * H))
-        return _table([None, W, table.view(L, n, 2 * L + 1, M, H), None], 0, backend, index, n)
-    return _frame_linear([None, a, W, x], 0, backend, index, 0 if index is None else x.shape[0])
+        return _table([None, W, table.view(L, n, 2 * L + 1, M, H), None, scalars], [0], backend, index, n)[0]
+    e = _frame_linear([None, a, W, x], 0, backend, index, 0 if index is None else x.shape[0])
+    if scalars is not None:  # in place: the op's fresh output, saved by no backward
+        e[K] += scalars if index is None else scalars.index_select(0, index)
+    return e
 
 
 def so2_gate(e: Tensor, gates: Tensor, complex_path: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -98,8 +104,8 @@ def so2_decode(
 
 def so2_decode_orders(
     e: Tensor, de_0: Tensor, de: Tensor, W: Tensor | None, backend: str | None = None, index: Tensor | None = None,
-    num_nodes: int = 0, tables: bool = False, gates: Tensor | None = None,
-) -> Tensor:  # fmt: skip
+    num_nodes: int = 0, tables: bool = False, gates: Tensor | None = None, scalars: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """:func:`so2_decode` of the hidden features of every order ``e (M = 2K+1, B, H)``, ``m = -K..K`` (the ``m = 0``
     row's units beyond ``H0`` are ignored), times ``gates (B, K+1, H)`` if given (``+-m`` share ``|m|``'s; with
     ``tables`` the product is fused into the table op and never reaches memory): ``y (B, C_out, L, 2L+1)``.
@@ -108,7 +114,9 @@ def so2_decode_orders(
     back from there. With ``index (B,)`` int64 each edge's result is summed into row ``index[b]`` of
     ``y (num_nodes, C_out, L, 2L+1)`` (in edge order, deterministic; the per-edge results never reach memory).
     With ``tables`` (``W`` and ``index`` given) each edge's rotated-back hidden features are summed into a table
-    ``(L, num_nodes, 2L+1, M, H)`` (``fastso3::so2_table``) that the decoder maps per node.
+    ``(L, num_nodes, 2L+1, M, H)`` (``fastso3::so2_table``) that the decoder maps per node. With ``scalars``,
+    returns ``(y, s)``: ``s`` the gated ``m = 0`` rows ``(B, H)``, summed like ``y`` into ``(num_nodes, H)`` with an
+    ``index`` (the input of the scalar outputs' decoder).
     """
     M, _, H = e.shape
     K = (M - 1) // 2
@@ -124,13 +132,17 @@ def so2_decode_orders(
         raise ValueError(f"so2_decode: gates must have shape {(e.shape[1], K + 1, H)}, got {tuple(gates.shape)}")
     if tables:
         _check_tables("so2_decode", W, index)
-        table = _table([e, W, None, gates], 2, backend, index, num_nodes)  # (L, num_nodes, 2L+1, M, H)
+        table, *s = _table([e, W, None, gates, None], [2, 4] if scalars else [2], backend, index, num_nodes)
         dt = d.view(M, H, L, Co).permute(2, 0, 1, 3).reshape(L, M * H, Co)
         y = torch.bmm(table.view(L, num_nodes * (2 * L + 1), M * H), dt)  # per degree, (nodes n, m h) @ (m h, C)
-        return y.view(L, num_nodes, 2 * L + 1, Co).permute(1, 3, 0, 2)
+        y = y.view(L, num_nodes, 2 * L + 1, Co).permute(1, 3, 0, 2)
+        return (y, s[0]) if scalars else y
     if gates is not None:
         e = e * gates.index_select(1, (torch.arange(M, device=e.device) - K).abs()).transpose(0, 1)
-    return _frame_linear([e, d, W, None], 3, backend, index, num_nodes)
+    y = _frame_linear([e, d, W, None], 3, backend, index, num_nodes)
+    if not scalars:
+        return y
+    return y, (e[K] if index is None else scatter_sum(e[K], index, dim=0, dim_size=num_nodes))
 
 
 def _check_tables(name: str, W: Tensor | None, index: Tensor | None) -> None:
@@ -138,10 +150,10 @@ def _check_tables(name: str, W: Tensor | None, index: Tensor | None) -> None:
         raise ValueError(f"{name}: tables=True needs the Wigner blocks W and an index")
 
 
-def _table(slots: list, slot: int, backend: str | None, index: Tensor, num_nodes: int) -> Tensor:
+def _table(slots: list, outputs: list[int], backend: str | None, index: Tensor, num_nodes: int) -> list[Tensor]:
     like = next(t for t in slots if t is not None)
     chosen = registry.resolve_backend("so2_table", backend, like.device, like.dtype)
-    return so2_table_op(*slots, index, num_nodes, [slot], chosen)[0]
+    return so2_table_op(*slots, index, num_nodes, outputs, chosen)
 
 
 def _frame_linear(slots: list, slot: int, backend: str | None, index: Tensor | None, num_nodes: int) -> Tensor:

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from fastso3.core.irreps import Irreps
-from fastso3.graph import scatter_sum
 from fastso3.kernels._checks import check_index, tracing
 from fastso3.math import polynomial_cutoff, soft_one_hot_linspace
 from fastso3.nn import FullyConnectedNet
@@ -154,16 +153,14 @@ class SO2Convolution(torch.nn.Module):
         gates = self.radial(radial).reshape(-1, K + 1, H)  # shared by +m and -m
         en0 = self.en0 / math.sqrt(max(c0_in + c_in * l_in, 1))
         tables = self.tables and src is not None
-        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src, tables=tables)
-        s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node, added to the m = 0 row
-        e[K] += s0 if src is None else s0.index_select(0, src)
+        s0 = x0 @ en0[:c0_in]  # the scalars' encoding, per node (or per edge), joins the m = 0 row
+        e = so2_encode(x, W, en0[c0_in:].reshape(c_in, L, H), self.en * self.en_scale, index=src, tables=tables,
+                       scalars=s0)  # fmt: skip
         de0 = self.de0 / math.sqrt(H)
         de_0 = de0[:, c0_out:].reshape(H, c_out, L)  # the m = 0 column is decoded with the other orders
-        y = so2_decode_orders(e, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes, tables=tables,
-                              gates=gates)  # fmt: skip
-        # the scalar outputs: linear in the gated m = 0 row, so summed into the nodes first
-        e_0 = e[K] * gates[:, 0]
-        y0 = (e_0 if dst is None else scatter_sum(e_0, dst, dim=0, dim_size=num_nodes)) @ de0[:, :c0_out]
+        y, s = so2_decode_orders(e, de_0, self.de / math.sqrt(H), W, index=dst, num_nodes=num_nodes, tables=tables,
+                                 gates=gates, scalars=True)  # fmt: skip
+        y0 = s @ de0[:, :c0_out]  # the scalar outputs: linear in the gated m = 0 rows, summed into the nodes first
         y = y * self.out_scale
         return from_padded(y[:, :, :l_out, L - l_out : L + l_out + 1], y0, self.irreps_out)
 

@@ -1,14 +1,16 @@
 // Edge-frame rotation of per-node tables of hidden features: the (gated) multilinear form
 //
-//   F(e, W, P, g) = sum_{b,m,h} sum_{l: |m - K| <= l+1} sum_{|n - L| <= l+1}
-//                   e[m,b,h] g[b,|m - K|,h] W[b,l,m,n] P[l,index[b],n,m,h]
+//   F(e, W, P, g, S) = sum_{b,m,h} e[m,b,h] g[b,|m - K|,h] (sum_{l: |m - K| <= l+1} sum_{|n - L| <= l+1}
+//                      W[b,l,m,n] P[l,index[b],n,m,h] + [m = K] S[index[b],h])
 //
-// (g: (B, K+1, H) per-edge gates shared by +-m, optional: without it the form is trilinear)
+// (g: (B, K+1, H) per-edge gates shared by +-m, optional: without it the form is ungated; S: (R, H) per-node
+// scalars of the m = 0 row, which no rotation touches, optional)
 // (e: (M = 2K+1, B, H) per-edge hidden features by order, W: (B, L, M, N = 2L+1) Wigner blocks, P: (L, R, N, M, H)
 // a table per node, degree-major (the layout in which per-degree matmuls over the nodes write and read it), index: (B,) the node row of each edge; index l holds degree l+1, only its block counts)
 // contracted into any subset of its slots, each from the others: slot 0 (e) rotates each edge's table row
 // into the frame (and gates it), slot 2 (P) sums each edge's gated, rotated-back hidden features into its node,
-// slots 1 and 3 are the gradients of W and of the gates. The gated features never reach memory.
+// slots 1 and 3 are the gradients of W and of the gates, slot 4 (S) sums each edge's gated m = 0 row into its
+// node. The gated features never reach memory.
 // Every inner loop is a contiguous axpy or dot over the hidden axis H. The edges are visited sorted by node (a
 // stable counting sort of index), so each node's table row is read (slots 0, 1) or summed (slot 2) while it is in
 // cache: a table is L N M H numbers per node, several MB, and random rows would come from memory. Slots 0 and 1
@@ -40,7 +42,7 @@ template <typename T>
 void prefetch_edge(int64_t b, const T* e, const T* w, const T* g, int64_t B, int64_t w_row, int64_t M, int64_t H,
                    bool write) {
     constexpr int64_t line = 64 / sizeof(T);
-    for (int64_t j = 0; j < w_row; j += line) __builtin_prefetch(w + b * w_row + j, 0);
+    for (int64_t j = 0; w && j < w_row; j += line) __builtin_prefetch(w + b * w_row + j, 0);
     if (g)
         for (int64_t j = 0; j < (M + 1) / 2 * H; j += line) __builtin_prefetch(g + b * (M + 1) / 2 * H + j, 0);
     for (int64_t m = 0; m < M; ++m)
@@ -66,8 +68,8 @@ inline void axpy_block(T* __restrict r, T a, const T* __restrict x, int64_t n) {
 }
 
 template <typename T>
-void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* index, T* out_e, T* out_w, T* out_p,
-               T* out_g, int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {
+void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const int64_t* index, T* out_e, T* out_w,
+               T* out_p, T* out_g, T* out_s, int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {
     const int64_t N = 2 * L + 1, K = (M - 1) / 2;
     constexpr int64_t kHB = kHBBytes / sizeof(T);
     std::vector<int64_t> order, starts;
@@ -94,10 +96,11 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
             for (int64_t k = 0; k < B; ++k) {
                 const int64_t b = order[k];
                 if (k + kAhead < B) prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, g, B, L * M * N, M, H, out_e != nullptr);
-                const T* pb = p + index[b] * N * M * H;  // + l R N M H for degree index l
-                const T* wb = w + b * L * M * N;
-                if (out_e || out_g)  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:], kHB units at a time in registers
-                    for (int64_t m = 0; m < M; ++m)
+                const T* pb = p ? p + index[b] * N * M * H : nullptr;  // + l R N M H for degree index l
+                const T* wb = w ? w + b * L * M * N : nullptr;  // either null (absent): no rotated term
+                if (out_e || out_g) {  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:], kHB units at a time in registers
+                    if (!pb || !wb) std::fill(acc.begin(), acc.end(), T(0));
+                    for (int64_t m = 0; pb && wb && m < M; ++m)
                         for (int64_t h0 = 0; h0 < H; h0 += kHB) {
                             T r[kHB] = {};
                             for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
@@ -106,6 +109,13 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
                                                H - h0);  // fmt: skip
                             std::memcpy(acc.data() + m * H + h0, r, sizeof(T) * std::min<int64_t>(kHB, H - h0));
                         }
+                    if (s) {  // the node's scalars join the m = 0 row
+                        const T* __restrict si = s + index[b] * H;
+                        T* __restrict a0 = acc.data() + K * H;
+#pragma omp simd
+                        for (int64_t h = 0; h < H; ++h) a0[h] += si[h];
+                    }
+                }
                 if (out_e)  // e[m,b,:] = acc[m,:] (times the gate)
                     for (int64_t m = 0; m < M; ++m) {
                         T* __restrict o = out_e + (m * B + b) * H;
@@ -132,7 +142,7 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
                 if (out_w) {  // dW[b,l,m,n] = sum_h e[m,b,h] g[b,|m|,h] P[l,i,n,m,h] in the blocks, else 0
                     T* __restrict ob = out_w + b * L * M * N;
                     std::memset(ob, 0, sizeof(T) * L * M * N);
-                    for (int64_t m = 0; m < M; ++m) {
+                    for (int64_t m = 0; pb && m < M; ++m) {
                         const T* __restrict er = gated(b, m, eg.data());
                         for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
                             for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
@@ -147,7 +157,9 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
             }
         }
     }
-    if (out_p) {  // P[l,i,n,m,:] = sum_{b: index[b] = i} W[b,l,m,n] e[m,b,:] g[b,|m|,:] in the blocks, else 0
+    // P[l,i,n,m,:] = sum_{b: index[b] = i} W[b,l,m,n] e[m,b,:] g[b,|m|,:] in the blocks, else 0;
+    // S[i,:] = sum_{b: index[b] = i} e[K,b,:] g[b,0,:]
+    if (out_p || out_s) {
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && R > 1)
         {
             std::vector<T> rows;  // the node's edges' gated hidden features, (edge, m, h): gathered once, in cache
@@ -170,6 +182,16 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
                         }
                     }
                 }
+                if (out_s) {
+                    T* __restrict si = out_s + i * H;
+                    std::memset(si, 0, sizeof(T) * H);
+                    for (int64_t q = 0; q < degree; ++q) {
+                        const T* __restrict r0 = rows.data() + (q * M + K) * H;
+#pragma omp simd
+                        for (int64_t h = 0; h < H; ++h) si[h] += r0[h];
+                    }
+                }
+                if (!out_p) continue;
                 T* __restrict pi = out_p + i * N * M * H;  // + l R N M H for degree index l
                 for (int64_t l = 0; l < L; ++l) {
                     std::memset(pi + l * R * N * M * H, 0, sizeof(T) * N * M * H);
@@ -192,13 +214,13 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const int64_t* in
 }  // namespace
 
 extern "C" {
-// e, W, P, g: contiguous (null for an output slot; g also null for no gate); index (B,) with values in [0, R);
-// out_*: non-null for the slots to compute
+// e, W, P, g, S: contiguous (null for an output slot; g and S also null when absent); index (B,) with values in
+// [0, R); out_*: non-null for the slots to compute
 #define FASTSO3_SO2_TABLE(T, SUFFIX)                                                                              \
-    void fastso3_so2_table_##SUFFIX(const T* e, const T* w, const T* p, const T* g, const int64_t* index,           \
-                                    T* out_e, T* out_w, T* out_p, T* out_g, int64_t B, int64_t R, int64_t L,        \
-                                    int64_t M, int64_t H, int nthreads) {                                          \
-        so2_table<T>(e, w, p, g, index, out_e, out_w, out_p, out_g, B, R, L, M, H, nthreads);                     \
+    void fastso3_so2_table_##SUFFIX(const T* e, const T* w, const T* p, const T* g, const T* s,                     \
+                                    const int64_t* index, T* out_e, T* out_w, T* out_p, T* out_g, T* out_s,         \
+                                    int64_t B, int64_t R, int64_t L, int64_t M, int64_t H, int nthreads) {         \
+        so2_table<T>(e, w, p, g, s, index, out_e, out_w, out_p, out_g, out_s, B, R, L, M, H, nthreads);           \
     }
 
 FASTSO3_SO2_TABLE(float, f32)

@@ -16,19 +16,25 @@ def multilinear_backward(
     Output ``s`` is ``F`` contracted over every slot but ``s``; its derivative w.r.t. slot ``t``, paired with the
     cotangent ``c_s``, is ``F`` contracted over every slot but ``t`` with ``c_s`` in slot ``s``: the same op,
     ``contract(slot_tensors, targets)``, one call per output. ``saved``: the op's slot tensors (None for an
-    output slot). ``exclusive``: pairs of slots that no term of ``F`` holds together (``F`` a sum of multilinear
-    terms, linear in each pair jointly): the derivative of output ``s`` has none of the terms without ``s``, so
-    its partner is left out (None: the op's absent slot) and gets nothing from ``c_s``. Returns one gradient (or
-    None) per slot.
+    output slot). ``exclusive``: pairs of slots such that every term of ``F`` (a sum of multilinear terms) holds
+    exactly one of the two. The derivative of output ``s`` has only the terms with ``s``, so ``s``'s partners are
+    left out (None: the op's absent slot) and get nothing from ``c_s``; two exclusive outputs are differentiated in
+    one call, each cotangent in its slot (every term then holds one of them). Returns one gradient (or None) per
+    slot.
     """
     grads: list = [None] * len(saved)
-    for s, c in zip(outputs, cotangents):
-        partners = {t for pair in exclusive if s in pair for t in pair if t != s}
-        targets = [t for t in range(len(saved)) if t != s and t not in partners and needs_input_grad[t]]
-        if c is None or not targets:
+    given = {s: c for s, c in zip(outputs, cotangents) if c is not None}
+    groups = []
+    for pair in exclusive:
+        if all(s in given for s in pair) and not any(s in group for group in groups for s in pair):
+            groups.append(pair)
+    groups += [(s,) for s in given if not any(s in group for group in groups)]
+    for group in groups:
+        partners = set() if len(group) > 1 else {t for pair in exclusive if group[0] in pair for t in pair} - set(group)
+        targets = [t for t in range(len(saved)) if t not in group and t not in partners and needs_input_grad[t]]
+        if not targets:
             continue
-        args = [None if t in partners else a for t, a in enumerate(saved)]
-        args[s] = c
+        args = [None if t in partners else given[t] if t in group else a for t, a in enumerate(saved)]
         for t, d in zip(targets, contract(args, targets)):
             grads[t] = d if grads[t] is None else grads[t] + d
     return grads

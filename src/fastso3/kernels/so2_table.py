@@ -2,8 +2,9 @@
 
 With ``e (M = 2K+1, B, H)`` per-edge hidden features by order, ``W (B, L, M, N = 2L+1)`` Wigner blocks (see
 :mod:`fastso3.kernels.so2_rotation`), ``P (L, R, N, M, H)`` a table per node (degree-major: per-degree matmuls
-over the nodes write and read it in place), ``g (B, K+1, H)`` per-edge gates shared by ``+-m`` (optional) and
-``index (B,)`` (int64, values in ``[0, R)``) the node of each edge, ``S (R, H)`` per-node scalars of the ``m = 0`` row (optional),
+over the nodes write and read it in place), ``g (B, K+1, H)`` per-edge gates shared by ``+-m`` (optional),
+``S (R, H)`` per-node scalars of the ``m = 0`` row (optional) and ``index (B,)`` (int64, values in ``[0, R)``)
+the node of each edge,
 
     F(e, W, P, g, S) = sum_{b,m,h} e[m,b,h] g[b,|m - K|,h] (sum_{|m - K| <= l+1} sum_{|n - L| <= l+1}
                        W[b,l,m,n] P[l,index[b],n,m,h] + [m = K] S[index[b],h])
@@ -19,13 +20,13 @@ row of each edge's sender (slot 0); the decoder likewise sums each edge's gated,
 into its receiver (slot 2, the gating fused: the gated features never reach memory) and applies its matrices
 per node. The scalar channels pass through the ``m = 0`` row without a rotation: slot 0 adds the sender's
 encoded scalars ``S`` and slot 4 sums the gated ``m = 0`` rows into the receivers, so nothing per edge is sliced
-or modified in place. The per-edge work is then a rotation of width ``H`` instead of a rotation of width ``C`` plus the
-per-order matmuls, and nothing of width ``C`` exists per edge; the table is ``M L N H`` numbers per node, so
-this pays for small ``L`` (see ``SO2Convolution``).
+or modified in place. The per-edge work is then a rotation of width ``H`` instead of a rotation of width ``C``
+plus the per-order matmuls, and nothing of width ``C`` exists per edge; the table is ``M L N H`` numbers per
+node, so this pays for small ``L`` (see ``SO2Convolution``).
 
 Autograd permutes the slots (derivatives of every order are the same op). The CPU kernel visits the edges sorted
-by node (a counting sort), so each table row is read (slots 0, 1, 3) or summed (slot 2, per node over its edges
-in edge order: deterministic, thread-count independent) while it is in cache; the reference twin is one gather,
+by node (a counting sort), so each table row is read (slots 0, 1, 3) or summed (slots 2, 4, per node over its
+edges in edge order: deterministic, thread-count independent) while it is in cache; the reference twin is one gather,
 masks and one einsum (and an ``index_add_`` for slots 2, 3 and 4). Outputs contiguous; entries outside the blocks
 are zero.
 """

@@ -22,7 +22,8 @@ import torch
 __all__ = ["OP_MODULES", "TABLE_ARGUMENTS", "register_ops", "restore", "snapshot", "table_names"]
 
 # The kernel modules that define ``fastso3::`` ops (importing them registers the ops).
-OP_MODULES = ("ops", "channelwise", "conv", "conv_factored", "uvw", "symmetric_contraction", "so2_rotation", "so2_frame_linear", "so2_table", "wigner_step")
+OP_MODULES = ("ops", "channelwise", "conv", "conv_factored", "uvw", "symmetric_contraction", "so2_rotation",
+              "so2_frame_linear", "so2_table", "wigner_step")
 # The string arguments of the ops' schemas that name a table; the others (backend, normalization) do not.
 TABLE_ARGUMENTS = ("table", "plan")
 # Tables the op computes from the name itself (ops._table_arrays): nothing to carry.

@@ -140,7 +140,8 @@ class SO2Convolution(torch.nn.Module):
 
         Everything per node is done on the nodes (layout changes, the scalar encoder and decoder, the output
         rescaling): per edge only the Wigner blocks, the gates and the hidden features ``(2 mmax + 1, E, H)``
-        reach memory, the gather and the sum being fused into the rotations (``index`` of ``so2_encode``/``so2_decode_orders``).
+        reach memory, the gather and the sum being fused into the rotations (``index`` of ``so2_encode`` and
+        ``so2_decode_orders``), and with ``tables`` the gating and the scalars into the table op.
         """
         c0_in, c_in, l_in, c0_out, c_out, l_out = self._dims
         L, K, H = self.L, self.mmax, self.hidden

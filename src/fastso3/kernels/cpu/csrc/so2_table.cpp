@@ -3,20 +3,21 @@
 //   F(e, W, P, g, S) = sum_{b,m,h} e[m,b,h] g[b,|m - K|,h] (sum_{l: |m - K| <= l+1} sum_{|n - L| <= l+1}
 //                      W[b,l,m,n] P[l,index[b],n,m,h] + [m = K] S[index[b],h])
 //
-// (g: (B, K+1, H) per-edge gates shared by +-m, optional: without it the form is ungated; S: (R, H) per-node
-// scalars of the m = 0 row, which no rotation touches, optional)
-// (e: (M = 2K+1, B, H) per-edge hidden features by order, W: (B, L, M, N = 2L+1) Wigner blocks, P: (L, R, N, M, H)
-// a table per node, degree-major (the layout in which per-degree matmuls over the nodes write and read it), index: (B,) the node row of each edge; index l holds degree l+1, only its block counts)
-// contracted into any subset of its slots, each from the others: slot 0 (e) rotates each edge's table row
-// into the frame (and gates it), slot 2 (P) sums each edge's gated, rotated-back hidden features into its node,
-// slots 1 and 3 are the gradients of W and of the gates, slot 4 (S) sums each edge's gated m = 0 row into its
-// node. The gated features never reach memory.
+// e: (M = 2K+1, B, H) per-edge hidden features by order; W: (B, L, M, N = 2L+1) Wigner blocks (index l holds
+// degree l+1, only its block counts); P: (L, R, N, M, H) a table per node, degree-major (the layout in which
+// per-degree matmuls over the nodes write and read it); g: (B, K+1, H) per-edge gates shared by +-m; S: (R, H)
+// per-node scalars of the m = 0 row, which no rotation touches; index: (B,) the node row of each edge. W, P, g
+// and S may be absent (null inputs): a zero W, P or S drops its term, no g gates nothing.
+// The form is contracted into any subset of its slots, each from the others: slot 0 (e) rotates each edge's
+// table row into the frame (and gates it), slot 2 (P) sums each edge's gated, rotated-back hidden features into
+// its node, slots 1 and 3 are the gradients of W and of the gates, slot 4 (S) sums each edge's gated m = 0 row
+// into its node. The gated features never reach memory.
 // Every inner loop is a contiguous axpy or dot over the hidden axis H. The edges are visited sorted by node (a
-// stable counting sort of index), so each node's table row is read (slots 0, 1) or summed (slot 2) while it is in
-// cache: a table is L N M H numbers per node, several MB, and random rows would come from memory. Slots 0 and 1
-// are parallel over the sorted edges; slot 2 is parallel over nodes, each summing its edges in edge order, so
-// results do not depend on the thread count. Entries outside the blocks are never read and written as zero. All
-// tensors contiguous.
+// stable counting sort of index), so each node's table row is read (slots 0, 1, 3) or summed (slots 2, 4) while
+// it is in cache: a table is L N M H numbers per node, several MB, and random rows would come from memory. Slots
+// 0, 1 and 3 are parallel over the sorted edges; slots 2 and 4 are parallel over nodes, each summing its edges in
+// edge order, so results do not depend on the thread count. Entries outside the blocks are never read and
+// written as zero. All tensors contiguous.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -95,7 +96,8 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < B; ++k) {
                 const int64_t b = order[k];
-                if (k + kAhead < B) prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, g, B, L * M * N, M, H, out_e != nullptr);
+                if (k + kAhead < B)
+                    prefetch_edge(order[k + kAhead], out_e ? out_e : e, w, g, B, L * M * N, M, H, out_e != nullptr);
                 const T* pb = p ? p + index[b] * N * M * H : nullptr;  // + l R N M H for degree index l
                 const T* wb = w ? w + b * L * M * N : nullptr;  // either null (absent): no rotated term
                 if (out_e || out_g) {  // acc[m,:] = sum_{l,n} W[b,l,m,n] P[l,i,n,m,:], kHB units at a time in registers

@@ -11,8 +11,8 @@ the node of each edge,
 
 (degree ``l+1`` at index ``l``: only its block of ``W`` counts). ``fastso3::so2_table(e, W, P, g, S, index,
 num_nodes, outputs, backend)`` contracts it into each slot of ``outputs`` (0: ``e``, 1: ``W``, 2: ``P``, 3: ``g``,
-4: ``S``, ``R = num_nodes``) from the others. ``P``, ``g`` or ``S`` None outside ``outputs`` means a zero table,
-no gate, no scalars (a derivative of the scalar term has no table).
+4: ``S``, ``R = num_nodes``) from the others. ``g`` or ``S`` None outside ``outputs`` means no gate, no scalar
+term; ``W`` and ``P`` both None, no rotated term (what a derivative of the scalar term passes).
 
 Why: an SO(2) layer's per-order encoder ``e[m] = sum_{l,c} A[m,h,l,c] (W x)[c,l,m]`` can apply ``A`` to the
 node features first (``P[l,i,n,m,h] = sum_c A[m,h,l,c] x[i,c,l,n]``, once per node) and then rotate the table
@@ -53,11 +53,15 @@ def _check(e, w, p, g, s0, index, num_nodes: int, outputs: list) -> tuple[int, i
         raise ValueError(f"so2_table: outputs must be distinct slots among 0, 1, 2, 3, 4, got {outputs}")
     slots = (e, w, p, g, s0)
     for s in range(5):
-        # an output needs the other slots of its terms; an input W, P, g or S may be None: absent (a zero W, P
-        # or S drops its term, no g gates nothing)
+        # an output needs the other slots of its terms; an input g or S may be None: absent (no gate, no scalar
+        # term), and W with P: absent together (no rotated term)
         if slots[s] is None and (any(t != s and any({s, t} <= T for T in _TERMS) for t in outputs)
                                  if s in outputs else s == 0):  # fmt: skip
             raise ValueError(f"so2_table: slot {s} is needed (e always; an output shares its terms' slots)")
+    for s, partner in ((1, 2), (2, 1)):  # W's output reads P, P's reads W; as inputs they come together
+        if slots[partner] is None and (s in outputs or slots[s] is not None and partner not in outputs):
+            raise ValueError(f"so2_table: slot {partner} is needed (W and P are given together, or both left out: "
+                             "no rotated term)")  # fmt: skip
     given = {n: t for n, t in zip(("e", "W", "P", "g", "S"), slots) if t is not None}
     first = next(iter(given.values()))
     if any(t.dtype != first.dtype or t.device != first.device for t in given.values()):
@@ -72,11 +76,13 @@ def _check(e, w, p, g, s0, index, num_nodes: int, outputs: list) -> tuple[int, i
     check_index("so2_table", "index", index, num_nodes, device=first.device, values=False)
     B = index.shape[0]
     L = w.shape[1] if w is not None else p.shape[0] if p is not None else 0  # 0: no term with a rotation
-    M = next(m for m in (w.shape[2] if w is not None else None, p.shape[3] if p is not None else None,
-                         e.shape[0] if e is not None else None, 2 * g.shape[1] - 1 if g is not None else None)
-             if m is not None)  # fmt: skip
-    H = next(t.shape[-1] for t in (e, p, g, s0) if t is not None)
-    if M % 2 == 0 or (L or w is not None or p is not None) and (M > 2 * L + 1 or L < 1):
+    M = next((m for m in (w.shape[2] if w is not None else None, p.shape[3] if p is not None else None,
+                          e.shape[0] if e is not None else None, 2 * g.shape[1] - 1 if g is not None else None)
+              if m is not None), None)  # fmt: skip
+    H = next((t.shape[-1] for t in (e, p, g, s0) if t is not None), None)
+    if M is None or H is None:
+        raise ValueError("so2_table: the orders M and the hidden size H need e, W, P or g (and e, P, g or S)")
+    if M % 2 == 0 or M < 1 or (w is not None or p is not None) and (M > 2 * L + 1 or L < 1):
         raise ValueError(f"so2_table: the number of orders M = {M} must be odd, <= 2L+1 and L >= 1 (L = {L})")
     shapes = (("e", e, (M, B, H)), ("W", w, (B, L, M, 2 * L + 1)), ("P", p, (L, num_nodes, 2 * L + 1, M, H)),
               ("g", g, (B, (M + 1) // 2, H)), ("S", s0, (num_nodes, H)))

@@ -11,9 +11,9 @@ comes from the shapes. Autograd permutes the slots, so derivatives of every orde
 the same op.
 
 Why: the recursion as einsums is a chain of tiny batched matmuls and transposing copies, 2.8 ms for 16,000 edges at
-``l = 2`` and 58 ms up to ``l = 6`` (more than the SO(2) layer's products); ``C`` has about ``10 l`` non-zeros of
-its ``3 (2l-1)(2l+1)`` entries, and the CPU kernel visits only those, per edge in scratch. The reference twin is
-one einsum with the dense ``C``.
+``l = 2`` and 58 ms up to ``l = 6`` (more than the SO(2) layer's products); ``C`` has ``10 l - 9`` non-zeros of
+its ``3 (2l-1)(2l+1)`` entries, and the CPU kernel visits only those, per edge in scratch. The
+reference twin (every device) is a chain of pairwise einsums with the dense ``C``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from . import registry
 from ._multilinear import register_multilinear_autograd
 
 __all__ = ["wigner_step_op"]
-
-_LETTERS = ("eik", "ejn", "eab")  # D, R, G in the reference's einsum
 
 
 @functools.cache
@@ -83,12 +81,24 @@ def _new_output(like: torch.Tensor, slot: int, E: int, l: int) -> torch.Tensor:
     return like.new_empty(E, n, n)
 
 
+@functools.cache
+def _dense(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`_cg` as a tensor, once per degree, dtype and device."""
+    return torch.as_tensor(_cg(l), dtype=dtype, device=device)
+
+
 def _reference(slots: list, slot: int, l: int) -> torch.Tensor:
+    """Pairwise einsums with the dense ``C`` (each a batched matmul; no 4-operand contraction path needed)."""
+    d, r, g = slots
     like = next(t for t in slots if t is not None)
-    C = torch.as_tensor(_cg(l), dtype=like.dtype, device=like.device)
-    inputs = [s for s in range(3) if s != slot]
-    return torch.einsum(f"ija,knb,{_LETTERS[inputs[0]]},{_LETTERS[inputs[1]]}->{_LETTERS[slot]}", C, C,
-                        *(slots[s] for s in inputs))  # fmt: skip
+    C = _dense(l, like.dtype, like.device)
+    if slot == 2:  # G_ab = sum C_ija C_knb D_ik R_jn
+        t = torch.einsum("ejn,einb->eijb", r, torch.einsum("eik,knb->einb", d, C))
+        return torch.einsum("ija,eijb->eab", C, t)
+    y = torch.einsum("ija,eab->eijb", C, g)  # Y_ijb = sum_a C_ija G_ab
+    if slot == 0:
+        return torch.einsum("einb,knb->eik", torch.einsum("eijb,ejn->einb", y, r), C)
+    return torch.einsum("eijb,einb->ejn", y, torch.einsum("eik,knb->einb", d, C))
 
 
 def _cpu(slots: list, outs: dict, E: int, l: int) -> None:

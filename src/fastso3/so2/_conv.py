@@ -95,8 +95,9 @@ def so2_decode(
     ``num_nodes`` and ``tables`` as for :func:`so2_decode_orders`, which this calls on the orders stacked.
     """
     K, _, H = e_plus.shape
-    if de_0.shape[0] > H:
-        raise ValueError(f"so2_decode: the m = 0 hidden size {de_0.shape[0]} exceeds the |m| > 0 one {H}")
+    if e_0.dim() != 2 or e_0.shape[1] != de_0.shape[0] or de_0.shape[0] > H:
+        raise ValueError(f"so2_decode: e_0 must be (B, H0) with H0 = de_0.shape[0] = {de_0.shape[0]} <= {H}, got "
+                         f"{tuple(e_0.shape)}")  # fmt: skip
     e_0 = torch.nn.functional.pad(e_0, (0, H - e_0.shape[1]))
     return so2_decode_orders(torch.cat([e_minus.flip(0), e_0[None], e_plus], 0), de_0, de, W, backend, index,
                              num_nodes, tables)  # fmt: skip
@@ -107,7 +108,7 @@ def so2_decode_orders(
     num_nodes: int = 0, tables: bool = False, gates: Tensor | None = None, scalars: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """:func:`so2_decode` of the hidden features of every order ``e (M = 2K+1, B, H)``, ``m = -K..K`` (the ``m = 0``
-    row's units beyond ``H0`` are ignored), times ``gates (B, K+1, H)`` if given (``+-m`` share ``|m|``'s; with
+    row's units beyond ``H0`` are not decoded into ``y``), times ``gates (B, K+1, H)`` if given (``+-m`` share ``|m|``'s; with
     ``tables`` the product is fused into the table op and never reaches memory): ``y (B, C_out, L, 2L+1)``.
 
     ``de_0 (H0, C_out, L)``, ``de (H, C_out, L, K)``. One pass over blocks of edges decodes into cache and rotates

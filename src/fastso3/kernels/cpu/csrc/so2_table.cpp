@@ -6,8 +6,8 @@
 // e: (M = 2K+1, B, H) per-edge hidden features by order; W: (B, L, M, N = 2L+1) Wigner blocks (index l holds
 // degree l+1, only its block counts); P: (L, R, N, M, H) a table per node, degree-major (the layout in which
 // per-degree matmuls over the nodes write and read it); g: (B, K+1, H) per-edge gates shared by +-m; S: (R, H)
-// per-node scalars of the m = 0 row, which no rotation touches; index: (B,) the node row of each edge. W, P, g
-// and S may be absent (null inputs): a zero W, P or S drops its term, no g gates nothing.
+// per-node scalars of the m = 0 row, which no rotation touches; index: (B,) the node row of each edge. g and S
+// may be absent (null inputs: no gate, no scalar term), and W with P (no rotated term).
 // The form is contracted into any subset of its slots, each from the others: slot 0 (e) rotates each edge's
 // table row into the frame (and gates it), slot 2 (P) sums each edge's gated, rotated-back hidden features into
 // its node, slots 1 and 3 are the gradients of W and of the gates, slot 4 (S) sums each edge's gated m = 0 row

@@ -3,7 +3,7 @@
 //   F(D, R, G) = sum_e sum_{a,b} G[e,a,b] sum_{i,j,k,n} C[i,j,a] C[k,n,b] D[e,i,k] R[e,j,n]
 //
 // (D: (E, 2l-1, 2l-1) blocks of degree l-1, R: (E, 3, 3) the rotations, G: (E, 2l+1, 2l+1) blocks of degree l,
-// C = sqrt(2l+1) wigner_3j(l-1, 1, l) given as its nnz non-zero entries (i, j, a) -> value, about 10 l of its
+// C = sqrt(2l+1) wigner_3j(l-1, 1, l) given as its nnz non-zero entries (i, j, a) -> value, 10 l - 9 of its
 // 3 (2l-1)(2l+1) entries) contracted into any subset of its slots, each from the other two: slot 2 is the next
 // block, slots 0 and 1 its gradients. Per edge, through a scratch Y[i][j][b] ((2l-1) x 3 x (2l+1)):
 //   slot 2:     Y[i][j][b] = sum_{(k,n,b)} C D[i][k] R[j][n],  G[a][b] = sum_{(i,j,a)} C Y[i][j][b];

@@ -15,7 +15,7 @@ import torch
 
 from . import registry
 
-__all__ = ["backend_for", "check_index", "check_shape", "same_floats", "tracing"]
+__all__ = ["backend_for", "check_index", "check_shape", "check_slots", "same_floats", "tracing"]
 
 
 def tracing() -> bool:
@@ -40,6 +40,17 @@ def same_floats(op: str, **tensors: torch.Tensor | None) -> torch.Tensor:
         described = ", ".join(f"{name} is {t.dtype} on {t.device}" for name, t in given.items())
         raise TypeError(f"{op}: the operands must share one dtype and device ({described})")
     return first
+
+
+def check_slots(op: str, slots: tuple, outputs: list, optional: tuple = ()) -> None:
+    """For an op over a multilinear form: ``outputs`` are distinct slot numbers, and every slot is given except a
+    single output (whose value the op computes from the others) or an ``optional`` one."""
+    if not outputs or len(set(outputs)) != len(outputs) or any(s not in range(len(slots)) for s in outputs):
+        raise ValueError(f"{op}: outputs must be distinct slots among {', '.join(map(str, range(len(slots))))}, "
+                         f"got {outputs}")  # fmt: skip
+    for s, t in enumerate(slots):
+        if t is None and s not in optional and not (s in outputs and len(outputs) == 1):
+            raise ValueError(f"{op}: slot {s} is needed (only a single output slot may be None)")
 
 
 def backend_for(op: str, backend: str, like: torch.Tensor) -> str:

@@ -37,7 +37,7 @@ from typing import Optional
 import torch
 
 from . import registry
-from ._checks import check_index
+from ._checks import check_index, check_slots
 from ._multilinear import register_multilinear_autograd
 from .so2_rotation import _cpu as _rotation_cpu
 from .so2_rotation import _masks
@@ -51,12 +51,8 @@ _BLOCK_BYTES = 16 << 20  # rotated features per block: in L3 between the rotatio
 
 def _check(e, a, w, x, index, num_nodes: int, outputs: list) -> tuple[int, int, int, int, int]:
     """``(B, C, L, M, H)`` after checking what the kernels will read (the index's values: by the op's body)."""
-    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2, 3) for s in outputs):
-        raise ValueError(f"so2_frame_linear: outputs must be distinct slots among 0..3, got {outputs}")
     slots = (e, a, w, x)
-    for s in (0, 1, 3):  # W = None is the identity, unless it is the single output
-        if slots[s] is None and not (s in outputs and len(outputs) == 1):
-            raise ValueError(f"so2_frame_linear: slot {s} is needed (only a single output slot may be None)")
+    check_slots("so2_frame_linear", slots, outputs, optional=(2,))  # W = None is the identity
     if w is None and 2 in outputs and len(outputs) > 1:
         raise ValueError("so2_frame_linear: W is needed for outputs other than slot 2")
     given = {n: t for n, t in zip("eAWx", slots) if t is not None}

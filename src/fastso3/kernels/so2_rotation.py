@@ -22,6 +22,7 @@ from typing import Optional
 import torch
 
 from . import registry
+from ._checks import check_slots
 from ._multilinear import register_multilinear_autograd
 
 __all__ = ["so2_rotation_op"]
@@ -40,12 +41,8 @@ def _masks(L: int, M: int, device: torch.device) -> tuple[torch.Tensor, torch.Te
 
 def _check(y, w, x, outputs: list) -> tuple[int, int, int, int]:
     """``(B, C, L, M)`` after checking what the kernel will read (it reads raw memory)."""
-    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2) for s in outputs):
-        raise ValueError(f"so2_rotation: outputs must be distinct slots among 0, 1, 2, got {outputs}")
     slots = (y, w, x)
-    for s in range(3):
-        if slots[s] is None and not (s in outputs and len(outputs) == 1):
-            raise ValueError(f"so2_rotation: slot {s} is needed (only a single output slot may be None)")
+    check_slots("so2_rotation", slots, outputs)
     given = [t for t in slots if t is not None]
     if any(t.dtype != given[0].dtype or t.device != given[0].device for t in given):
         raise TypeError("so2_rotation: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in zip("yWx", slots) if t is not None))

@@ -29,6 +29,7 @@ import torch
 from fastso3.core.cg import wigner_3j
 
 from . import registry
+from ._checks import check_slots
 from ._multilinear import register_multilinear_autograd
 
 __all__ = ["wigner_step_op"]
@@ -50,12 +51,8 @@ def _entries(l: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check(d, r, g, outputs: list) -> tuple[int, int]:
     """``(E, l)`` after checking what the kernel will read (it reads raw memory)."""
-    if not outputs or len(set(outputs)) != len(outputs) or any(s not in (0, 1, 2) for s in outputs):
-        raise ValueError(f"wigner_step: outputs must be distinct slots among 0, 1, 2, got {outputs}")
     slots = (d, r, g)
-    for s in range(3):
-        if slots[s] is None and not (s in outputs and len(outputs) == 1):
-            raise ValueError(f"wigner_step: slot {s} is needed (only a single output slot may be None)")
+    check_slots("wigner_step", slots, outputs)
     given = {n: t for n, t in zip(("D", "R", "G"), slots) if t is not None}
     first = next(iter(given.values()))
     if any(t.dtype != first.dtype or t.device != first.device for t in given.values()):

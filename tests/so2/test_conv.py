@@ -164,6 +164,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="keep every order"):
         e = torch.zeros(L - 1, B, H)
         so2_decode(e, torch.zeros(B, H), e, torch.zeros(H, CO, L), torch.zeros(H, CO, L, L - 1), None)
+    # an m = 0 row wider than its decoder (or than H) is refused, not cropped
+    e = torch.zeros(L, B, H)
+    with pytest.raises(ValueError, match="e_0 must be"):
+        so2_decode(e, torch.zeros(B, H + 3), e, torch.zeros(H, CO, L), torch.zeros(H, CO, L, L), None)
+    with pytest.raises(ValueError, match="e_0 must be"):
+        so2_decode(e, torch.zeros(B, H + 3), e, torch.zeros(H + 3, CO, L), torch.zeros(H, CO, L, L), None)
 
 
 def test_zero_length_edges_are_finite(f64):

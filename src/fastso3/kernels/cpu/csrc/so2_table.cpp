@@ -78,16 +78,19 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
     // rows m of degree index l: |m - K| <= l + 1
     auto m_lo = [&](int64_t l) { return std::max<int64_t>(0, K - l - 1); };
     auto m_hi = [&](int64_t l) { return std::min<int64_t>(M, K + l + 2); };
+    auto order_of = [&](int64_t m) { return m > K ? m - K : K - m; };  // |m| of row m
     // the gate of edge b's order m (shared by +-m), or null: no gate
-    auto gate = [&](int64_t b, int64_t m) { return g ? g + (b * (K + 1) + (m > K ? m - K : K - m)) * H : nullptr; };
-    // e[m,b,:] times its gate, into scratch (or e itself without a gate)
-    auto gated = [&](int64_t b, int64_t m, T* scratch) -> const T* {
-        const T* er = e + (m * B + b) * H;
-        const T* gr = gate(b, m);
-        if (!gr) return er;
+    auto gate = [&](int64_t b, int64_t m) { return g ? g + (b * (K + 1) + order_of(m)) * H : nullptr; };
+    // o[:] = e[m,b,:] times its gate (or e alone without a gate)
+    auto gated = [&](int64_t b, int64_t m, T* __restrict o) {
+        const T* __restrict er = e + (m * B + b) * H;
+        const T* __restrict gr = gate(b, m);
+        if (gr) {
 #pragma omp simd
-        for (int64_t h = 0; h < H; ++h) scratch[h] = er[h] * gr[h];
-        return scratch;
+            for (int64_t h = 0; h < H; ++h) o[h] = er[h] * gr[h];
+        } else {
+            std::memcpy(o, er, sizeof(T) * H);
+        }
     };
     if (out_e || out_w || out_g) {
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && B > 1)
@@ -105,7 +108,7 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
                     for (int64_t m = 0; pb && wb && m < M; ++m)
                         for (int64_t h0 = 0; h0 < H; h0 += kHB) {
                             T r[kHB] = {};
-                            for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
+                            for (int64_t l = std::max<int64_t>(0, order_of(m) - 1); l < L; ++l)
                                 for (int64_t n = L - l - 1; n < L + l + 2; ++n)
                                     axpy_block(r, wb[(l * M + m) * N + n], pb + ((l * R * N + n) * M + m) * H + h0,
                                                H - h0);  // fmt: skip
@@ -134,7 +137,7 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
                     T* __restrict ob = out_g + b * (K + 1) * H;
                     std::memset(ob, 0, sizeof(T) * (K + 1) * H);
                     for (int64_t m = 0; m < M; ++m) {
-                        T* __restrict o = ob + (m > K ? m - K : K - m) * H;
+                        T* __restrict o = ob + order_of(m) * H;
                         const T* __restrict a = acc.data() + m * H;
                         const T* __restrict er = e + (m * B + b) * H;
 #pragma omp simd
@@ -145,8 +148,9 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
                     T* __restrict ob = out_w + b * L * M * N;
                     std::memset(ob, 0, sizeof(T) * L * M * N);
                     for (int64_t m = 0; pb && m < M; ++m) {
-                        const T* __restrict er = gated(b, m, eg.data());
-                        for (int64_t l = std::max<int64_t>(0, (m > K ? m - K : K - m) - 1); l < L; ++l)
+                        gated(b, m, eg.data());
+                        const T* __restrict er = eg.data();
+                        for (int64_t l = std::max<int64_t>(0, order_of(m) - 1); l < L; ++l)
                             for (int64_t n = L - l - 1; n < L + l + 2; ++n) {
                                 const T* __restrict src = pb + ((l * R * N + n) * M + m) * H;
                                 T dot = T(0);
@@ -172,17 +176,7 @@ void so2_table(const T* e, const T* w, const T* p, const T* g, const T* s, const
                 for (int64_t q = 0; q < degree; ++q) {
                     const int64_t b = order[k0 + q];
                     if (k0 + q + kAhead < B) prefetch_edge(order[k0 + q + kAhead], e, w, g, B, L * M * N, M, H, false);
-                    for (int64_t m = 0; m < M; ++m) {
-                        T* __restrict o = rows.data() + (q * M + m) * H;
-                        const T* __restrict er = e + (m * B + b) * H;
-                        const T* __restrict gr = gate(b, m);
-                        if (gr) {
-#pragma omp simd
-                            for (int64_t h = 0; h < H; ++h) o[h] = er[h] * gr[h];
-                        } else {
-                            std::memcpy(o, er, sizeof(T) * H);
-                        }
-                    }
+                    for (int64_t m = 0; m < M; ++m) gated(b, m, rows.data() + (q * M + m) * H);
                 }
                 if (out_s) {
                     T* __restrict si = out_s + i * H;

@@ -196,6 +196,15 @@ def test_empty_shapes(backend):
     assert out[2].abs().max() == 0 and out[4].abs().max() == 0
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_no_hidden_units_give_zeros_for_any_node_count(backend):
+    # H = 0: P (L, R, 2L+1, M, 0) holds nothing, so R is bounded by no tensor; nothing may loop over it
+    e, W, P = (torch.zeros(3, 2, 0), torch.randn(2, 1, 3, 3), torch.zeros(1, 2**40, 3, 3, 0))
+    index = torch.zeros(2, dtype=torch.int64)
+    out_e, out_w = op(e, W, P, None, None, index, 2**40, [0, 1], backend)
+    assert out_e.shape == e.shape and out_w.shape == W.shape and out_w.abs().max() == 0
+
+
 def test_float32_within_reference_precision():
     slots, index = setup(4, 4, H=16)
     exact = op(*slots, index, slots[2].shape[1], [0, 1, 2, 3, 4], "reference")
@@ -231,6 +240,10 @@ def test_bad_inputs_raise():
         op(e, None, None, g, None, index, R, [2], "cpu")
     with pytest.raises(ValueError, match="W and P are given together"):
         op(None, None, P, g, S, index, R, [0], "cpu")
+    with pytest.raises(ValueError, match="no term to contract"):  # neither W with P nor S: nothing reads nodes
+        op(e, None, None, g, None, index, 2**61, [3], "cpu")
+    with pytest.raises(ValueError, match="no term to contract"):
+        op(None, None, None, None, None, index, R, [0], "cpu")
     with pytest.raises(ValueError, match="need e, W, P or g"):
         op(None, None, None, None, S, index, R, [0], "cpu")
     with pytest.raises(TypeError, match="float32"):

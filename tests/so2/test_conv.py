@@ -164,6 +164,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="keep every order"):
         e = torch.zeros(L - 1, B, H)
         so2_decode(e, torch.zeros(B, H), e, torch.zeros(H, CO, L), torch.zeros(H, CO, L, L - 1), None)
+    # scalars of the wrong shape or dtype are refused, not broadcast or cast into the m = 0 row
+    en0, en = torch.zeros(CI, L, H), torch.zeros(CI, L, H, L)
+    other = torch.float64 if x.dtype == torch.float32 else torch.float32
+    for scalars in (torch.zeros(H), torch.zeros(1, H), torch.zeros(B, H, dtype=other)):
+        with pytest.raises(ValueError, match="scalars must be"):
+            so2_encode(x, None, en0, en, scalars=scalars)
     # an m = 0 row wider than its decoder (or than H) is refused, not cropped
     e = torch.zeros(L, B, H)
     with pytest.raises(ValueError, match="e_0 must be"):

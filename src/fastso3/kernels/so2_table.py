@@ -63,6 +63,8 @@ def _check(e, w, p, g, s0, index, num_nodes: int, outputs: list) -> tuple[int, i
             raise ValueError(f"so2_table: slot {partner} is needed (W and P are given together, or both left out: "
                              "no rotated term)")  # fmt: skip
     given = {n: t for n, t in zip(("e", "W", "P", "g", "S"), slots) if t is not None}
+    if w is None and p is None and s0 is None and not {1, 2, 4} & set(outputs):
+        raise ValueError("so2_table: no term to contract: give W and P (the rotated term) or S (the scalars)")
     first = next(iter(given.values()))
     if any(t.dtype != first.dtype or t.device != first.device for t in given.values()):
         raise TypeError("so2_table: " + ", ".join(f"{n} is {t.dtype} on {t.device}" for n, t in given.items()))
@@ -175,6 +177,8 @@ def so2_table_op(
     check_index("so2_table", "index", index, num_nodes, what="table rows")  # the kernel reads rows through it
     index = index.contiguous()
     outs = {s: _new_output(like, s, dims) for s in outputs}
+    if dims[-1] == 0:  # H = 0: every sum over the hidden units is empty, and P may stand for any number of nodes
+        return [outs[s].zero_() for s in outputs]
     if backend == "reference":
         for s in outputs:
             outs[s].copy_(_reference(slots, s, index, dims))
@@ -185,8 +189,9 @@ def so2_table_op(
 
 @so2_table_op.register_fake
 def _(e, w, p, g, s0, index, num_nodes, outputs, backend):
+    dims = _check(e, w, p, g, s0, index, num_nodes, outputs)
     like = next(t for t in (e, w, p, g, s0) if t is not None)
-    return [_new_output(like, s, _check(e, w, p, g, s0, index, num_nodes, outputs)) for s in outputs]
+    return [_new_output(like, s, dims) for s in outputs]
 
 
 register_multilinear_autograd(so2_table_op, 5, exclusive=[(1, 4), (2, 4)])  # W, P and S: in separate terms

@@ -6,7 +6,7 @@ With ``D (E, 2l-1, 2l-1)`` Wigner blocks of degree ``l-1``, ``R (E, 3, 3)`` the 
     F(D, R, G) = sum_e sum_{a,b,i,j,k,n} G[e,a,b] C[i,j,a] C[k,n,b] D[e,i,k] R[e,j,n]
 
 ``fastso3::wigner_step(D, R, G, outputs, backend)`` contracts it into each slot of ``outputs`` from the other two
-(an output slot's input may be None): slot 2 is ``D^l = C^T (D^{l-1} (x) R) C``, slots 0 and 1 its gradients. ``l``
+(with a single output, its slot's input may be None): slot 2 is ``D^l = C^T (D^{l-1} (x) R) C``, slots 0 and 1 its gradients. ``l``
 comes from the shapes. Autograd permutes the slots, so derivatives of every order (forces, force training) are
 the same op.
 

@@ -61,6 +61,10 @@ def so2_encode(x: Tensor, W: Tensor | None, en0: Tensor, en: Tensor, backend: st
         return _table([None, W, table.view(L, n, 2 * L + 1, M, H), None, scalars], [0], backend, index, n)[0]
     e = _frame_linear([None, a, W, x], 0, backend, index, 0 if index is None else x.shape[0])
     if scalars is not None:  # in place: the op's fresh output, saved by no backward
+        rows = x.shape[0]  # one per edge, or the node table's rows
+        if scalars.dtype != e.dtype or scalars.device != e.device or tuple(scalars.shape) != (rows, H):
+            raise ValueError(f"so2_encode: scalars must be ({rows}, {H}) {e.dtype} on {e.device}, got "
+                             f"{tuple(scalars.shape)} {scalars.dtype} on {scalars.device}")  # fmt: skip
         e[K] += scalars if index is None else scalars.index_select(0, index)
     return e
 

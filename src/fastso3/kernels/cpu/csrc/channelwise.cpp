@@ -219,22 +219,30 @@ template <typename T>
 void cw_channeled(Channeled a, Channeled b, const T* __restrict sc, int64_t ns, Channeled out, int64_t nz, int64_t nc,
                   Entries t, const T* coef, int nthreads) {
     const Runs runs(t);
+    constexpr int W = fastso3_cw::kLanes<T>;
     std::vector<char> written(out.rows, 0);
     for (int64_t k = 0; k < t.nnz; ++k) written[t.io[k]] = 1;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
     {
         Rows<T> ra(a, nc), rb(b, nc), ro(out, nc);
-        std::vector<T> ca(runs.a.size());
+        std::vector<T> ca(runs.a.size() * W), st(runs.ns * W);
 #pragma omp for schedule(static)
-        for (int64_t z = 0; z < nz; ++z) {
-            ra.load(z);
-            rb.load(z);
-            ro.point_outputs(z);
-            for (int64_t r = 0; r < out.rows; ++r)
-                if (!written[r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
-            runs.coefficients(ca.data(), coef, sc + z * ns, t.ic);
-            fastso3_cw::channeled_rows<T, false>(ro.row.data(), ra.row.data(), rb.row.data(), ca.data(), runs, nc);
-            ro.store(z);
+        for (int64_t z0 = 0; z0 < nz; z0 += W) {  // W samples' run coefficients at once
+            const int n = static_cast<int>(std::min<int64_t>(W, nz - z0));
+            const T* srow[W];
+            for (int q = 0; q < n; ++q) srow[q] = sc + (z0 + q) * ns;
+            runs.coefficients(ca.data(), coef, srow, n, t.ic, st.data());
+            for (int q = 0; q < n; ++q) {
+                const int64_t z = z0 + q;
+                ra.load(z);
+                rb.load(z);
+                ro.point_outputs(z);
+                for (int64_t r = 0; r < out.rows; ++r)
+                    if (!written[r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
+                fastso3_cw::channeled_rows<T, false>(ro.row.data(), ra.row.data(), rb.row.data(), ca.data() + q, runs,
+                                                     nc);
+                ro.store(z);
+            }
         }
     }
 }
@@ -290,6 +298,7 @@ void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* 
         if (s == SCALAR) scalar_rows = dims[s];
     }
     constexpr int64_t L = 64 / sizeof(T);
+    constexpr int W = fastso3_cw::kLanes<T>;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
     {
         std::vector<std::unique_ptr<Rows<T>>> rin(4), rout(n_out);
@@ -297,32 +306,40 @@ void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* 
             if (needed[s] && s != SCALAR) rin[s] = std::make_unique<Rows<T>>(in[s], nc);
         std::vector<std::vector<T>> ca(n_out);
         for (int64_t k = 0; k < n_out; ++k)
-            if (out_slot[k] != SCALAR) rout[k] = std::make_unique<Rows<T>>(out[k], nc), ca[k].resize(runs[k].a.size());
-        std::vector<T> yz(nc), acc(scalar_rows * L);
+            if (out_slot[k] != SCALAR) rout[k] = std::make_unique<Rows<T>>(out[k], nc), ca[k].resize(runs[k].a.size() * W);
+        std::vector<T> yz(nc), acc(scalar_rows * L), st(dims[SCALAR] * W);
         const T* sc = static_cast<const T*>(in_ptr[SCALAR]);
 #pragma omp for schedule(static)
-        for (int64_t z = 0; z < nz; ++z) {
-            for (int64_t s = 0; s < 4; ++s)
-                if (rin[s]) rin[s]->load(z);
-            for (int64_t k = 0; k < n_out; ++k) {
-                const int64_t* ops = operand_slot + 3 * k;
-                const T* c = static_cast<const T*>(coef[k]);
-                if (out_slot[k] == SCALAR) {
-                    T* __restrict o = static_cast<T*>(out_ptr[k]) + z * scalar_rows;
-                    std::memset(o, 0, sizeof(T) * scalar_rows);
-                    fastso3_cw::scalar_entries(rin[ops[0]]->row.data(), rin[ops[1]]->row.data(), rin[ops[2]]->row.data(),
-                                               o, scalar_rows, nc, tab[k], c, yz.data(),
-                                               reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
-                    continue;
+        for (int64_t z0 = 0; z0 < nz; z0 += W) {  // W samples' run coefficients at once
+            const int n = static_cast<int>(std::min<int64_t>(W, nz - z0));
+            const T* srow[W];
+            for (int q = 0; q < n; ++q) srow[q] = sc ? sc + (z0 + q) * dims[SCALAR] : nullptr;  // null: no channeled output
+            for (int64_t k = 0; k < n_out; ++k)
+                if (out_slot[k] != SCALAR)
+                    runs[k].coefficients(ca[k].data(), static_cast<const T*>(coef[k]), srow, n, tab[k].ic, st.data());
+            for (int q = 0; q < n; ++q) {
+                const int64_t z = z0 + q;
+                for (int64_t s = 0; s < 4; ++s)
+                    if (rin[s]) rin[s]->load(z);
+                for (int64_t k = 0; k < n_out; ++k) {
+                    const int64_t* ops = operand_slot + 3 * k;
+                    if (out_slot[k] == SCALAR) {
+                        T* __restrict o = static_cast<T*>(out_ptr[k]) + z * scalar_rows;
+                        std::memset(o, 0, sizeof(T) * scalar_rows);
+                        fastso3_cw::scalar_entries(rin[ops[0]]->row.data(), rin[ops[1]]->row.data(),
+                                                   rin[ops[2]]->row.data(), o, scalar_rows, nc, tab[k],
+                                                   static_cast<const T*>(coef[k]), yz.data(),
+                                                   reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
+                        continue;
+                    }
+                    Rows<T>& ro = *rout[k];
+                    ro.point_outputs(z);
+                    for (int64_t r = 0; r < out[k].rows; ++r)
+                        if (!written[k][r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
+                    fastso3_cw::channeled_rows<T, false>(ro.row.data(), rin[ops[0]]->row.data(),
+                                                         rin[ops[1]]->row.data(), ca[k].data() + q, runs[k], nc);
+                    ro.store(z);
                 }
-                Rows<T>& ro = *rout[k];
-                ro.point_outputs(z);
-                for (int64_t r = 0; r < out[k].rows; ++r)
-                    if (!written[k][r]) std::memset(ro.row[r], 0, sizeof(T) * nc);
-                runs[k].coefficients(ca[k].data(), c, sc + z * dims[SCALAR], tab[k].ic);
-                fastso3_cw::channeled_rows<T, false>(ro.row.data(), rin[ops[0]]->row.data(), rin[ops[1]]->row.data(),
-                                                     ca[k].data(), runs[k], nc);
-                ro.store(z);
             }
         }
     }

@@ -35,61 +35,86 @@ struct Operand {
 // channels in registers) on the edge's gathered rows, which are channels-innermost and back to back. With
 // `place` (so values: position in the output row of channels-innermost value i, e.g. e3nn's mul_ir layout) a
 // row is summed in scratch and scattered once it is complete, so the caller needs no reordering pass.
-// Up to 4 whole vectors of channels, G edges go through the entry loops together (channeled_rows_group): the G
-// edges of a segment in order, their sum formed in registers (a fixed order, so still reproducible), or G
-// per-edge output rows at once.
+// The edges go in blocks of kLanes (a segment's edges in order, or kLanes per-edge output rows), whose run
+// coefficients are formed together (Runs::coefficients); within a block, up to 4 whole vectors of channels, G
+// edges go through the entry loops together (channeled_rows_group): their sum formed in registers (a fixed
+// order, so still reproducible), or G per-edge output rows at once.
 template <typename T, int G>
 void conv_channeled_groups(Operand a, Operand b, Operand s, T* __restrict out, int64_t nout, int64_t so,
                            const int64_t* ptr, const int64_t* perm, const int64_t* place, int64_t nc, Entries t,
                            const T* coef, int nthreads) {
+    constexpr int W = kLanes<T>;
+    static_assert(W % G == 0, "a block holds whole groups");
     const Runs runs(t);
     const bool grouped_rows = G > 1 && !ptr && !place;  // per-edge outputs, G rows at a time
-    const int64_t step = grouped_rows ? G : 1, tasks = (nout + step - 1) / step;
+    const int64_t step = ptr ? 1 : W, tasks = (nout + step - 1) / step;  // a segment, or W per-edge rows
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
-        std::vector<T> ca(runs.a.size() * G), scratch(place ? so : 0);
+        std::vector<T> ca(runs.a.size() * W), st(runs.ns * W), scratch(place ? so : 0);
         Flat<T> lo[G], la[G], lb[G];
         const T* cg[G];
-        for (int g = 0; g < G; ++g) cg[g] = ca.data() + g * runs.a.size();
-        auto edge = [&](int g, int64_t e) {  // slot g of the group <- edge e
-            runs.coefficients(ca.data() + g * runs.a.size(), coef, s.at<T>(e), t.ic);
-            la[g] = Flat<T>{const_cast<T*>(a.at<T>(e)), nc};
-            lb[g] = Flat<T>{const_cast<T*>(b.at<T>(e)), nc};
+        int64_t edges[W];
+        // the block of the n edges edges[0..n): their run coefficients; slot g of a group <- its edge q + g
+        auto block = [&](int n) {
+            const T* srow[W];
+            for (int q = 0; q < n; ++q) srow[q] = s.at<T>(edges[q]);
+            runs.coefficients(ca.data(), coef, srow, n, t.ic, st.data());
+        };
+        auto edge = [&](int g, int q) {
+            cg[g] = ca.data() + q;
+            la[g] = Flat<T>{const_cast<T*>(a.at<T>(edges[q])), nc};
+            lb[g] = Flat<T>{const_cast<T*>(b.at<T>(edges[q])), nc};
         };
 #pragma omp for schedule(dynamic, 8)
         for (int64_t task = 0; task < tasks; ++task) {
-            if (grouped_rows) {
-                const int64_t r0 = task * G;
-                if (r0 + G <= nout) {
-                    for (int g = 0; g < G; ++g) {
-                        const int64_t r = r0 + g;
-                        lo[g] = Flat<T>{out + (perm ? perm[r] : r) * so, nc};
-                        std::memset(lo[g].p, 0, sizeof(T) * so);
-                        edge(g, perm ? perm[r] : r);
+            if (!ptr) {  // per-edge output rows r0 .. r0 + n: row r is edge perm[r] (or r)
+                const int64_t r0 = task * W;
+                const int n = static_cast<int>(std::min<int64_t>(W, nout - r0));
+                for (int q = 0; q < n; ++q) edges[q] = perm ? perm[r0 + q] : r0 + q;
+                block(n);
+                int q = 0;
+                if (grouped_rows)
+                    for (; q + G <= n; q += G) {
+                        for (int g = 0; g < G; ++g) {
+                            lo[g] = Flat<T>{out + edges[q + g] * so, nc};
+                            std::memset(lo[g].p, 0, sizeof(T) * so);
+                            edge(g, q + g);
+                        }
+                        channeled_rows_group<T, G>(lo, la, lb, cg, runs, nc, false);
                     }
-                    channeled_rows_group<T, G>(lo, la, lb, cg, runs, nc, false);
-                    continue;
+                for (; q < n; ++q) {
+                    T* __restrict row = out + edges[q] * so;
+                    T* __restrict dst = place ? scratch.data() : row;
+                    std::memset(dst, 0, sizeof(T) * so);
+                    edge(0, q);
+                    channeled_rows<T, true>(Flat<T>{dst, nc}, la[0], lb[0], cg[0], runs, nc);
+                    if (place)
+                        for (int64_t i = 0; i < so; ++i) row[place[i]] = dst[i];
                 }
+                continue;
             }
-            for (int64_t r = task * step; r < std::min(nout, (task + 1) * step); ++r) {
-                const int64_t j0 = ptr ? ptr[r] : r, j1 = ptr ? ptr[r + 1] : r + 1;
-                T* __restrict row = out + (ptr || !perm ? r : perm[r]) * so;
-                T* __restrict dst = place ? scratch.data() : row;
-                std::memset(dst, 0, sizeof(T) * so);
-                lo[0] = Flat<T>{dst, nc};
-                int64_t j = j0;
+            const int64_t r = task;  // segment r: its edges summed into row r in their order
+            T* __restrict row = out + r * so;
+            T* __restrict dst = place ? scratch.data() : row;
+            std::memset(dst, 0, sizeof(T) * so);
+            lo[0] = Flat<T>{dst, nc};
+            for (int64_t j = ptr[r]; j < ptr[r + 1]; j += W) {
+                const int n = static_cast<int>(std::min<int64_t>(W, ptr[r + 1] - j));
+                for (int q = 0; q < n; ++q) edges[q] = perm ? perm[j + q] : j + q;
+                block(n);
+                int q = 0;
                 if constexpr (G > 1)
-                    for (; j + G <= j1; j += G) {
-                        for (int g = 0; g < G; ++g) edge(g, perm ? perm[j + g] : j + g);
+                    for (; q + G <= n; q += G) {
+                        for (int g = 0; g < G; ++g) edge(g, q + g);
                         channeled_rows_group<T, G>(lo, la, lb, cg, runs, nc, true);
                     }
-                for (; j < j1; ++j) {
-                    edge(0, perm ? perm[j] : j);
+                for (; q < n; ++q) {
+                    edge(0, q);
                     channeled_rows<T, true>(lo[0], la[0], lb[0], cg[0], runs, nc);
                 }
-                if (place)
-                    for (int64_t i = 0; i < so; ++i) row[place[i]] = dst[i];
             }
+            if (place)
+                for (int64_t i = 0; i < so; ++i) row[place[i]] = dst[i];
         }
     }
 }

@@ -253,7 +253,6 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nz > 16)
     {
         Rows<T> ra(a, nc), rb(b, nc), rd(d, nc);
-        std::vector<T> yz(nc);
         std::vector<T> acc(no * 64 / sizeof(T));  // no vectors
 #pragma omp for schedule(static)
         for (int64_t z = 0; z < nz; ++z) {
@@ -262,7 +261,7 @@ void cw_scalar(Channeled a, Channeled b, Channeled d, T* __restrict out, int64_t
             rd.load(z);
             T* __restrict o = out + z * no;
             std::memset(o, 0, sizeof(T) * no);
-            fastso3_cw::scalar_entries(ra.row.data(), rb.row.data(), rd.row.data(), o, no, nc, t, coef, yz.data(),
+            fastso3_cw::scalar_entries(ra.row.data(), rb.row.data(), rd.row.data(), o, no, nc, t, coef,
                                        reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
         }
     }
@@ -307,7 +306,7 @@ void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* 
         std::vector<std::vector<T>> ca(n_out);
         for (int64_t k = 0; k < n_out; ++k)
             if (out_slot[k] != SCALAR) rout[k] = std::make_unique<Rows<T>>(out[k], nc), ca[k].resize(runs[k].a.size() * W);
-        std::vector<T> yz(nc), acc(scalar_rows * L), st(dims[SCALAR] * W);
+        std::vector<T> acc(scalar_rows * L), st(dims[SCALAR] * W);
         const T* sc = static_cast<const T*>(in_ptr[SCALAR]);
 #pragma omp for schedule(static)
         for (int64_t z0 = 0; z0 < nz; z0 += W) {  // W samples' run coefficients at once
@@ -328,7 +327,7 @@ void cw_contract(const void* const* in_ptr, const int64_t* dims, const int64_t* 
                         std::memset(o, 0, sizeof(T) * scalar_rows);
                         fastso3_cw::scalar_entries(rin[ops[0]]->row.data(), rin[ops[1]]->row.data(),
                                                    rin[ops[2]]->row.data(), o, scalar_rows, nc, tab[k],
-                                                   static_cast<const T*>(coef[k]), yz.data(),
+                                                   static_cast<const T*>(coef[k]),
                                                    reinterpret_cast<typename fastso3_cw::Simd<T>::V*>(acc.data()));
                         continue;
                     }

@@ -223,28 +223,27 @@ void channeled_rows_group(const Flat<T>* lo, const Flat<T>* la, const Flat<T>* l
             channeled_chunk<T, 0, true>(shared ? lo[0] : lo[g], la[g], lb[g], ca[g], runs, u0, nc - u0);
 }
 
-// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, for G samples at once (as channeled_group):
-// sample g's operands la[g], lb[g], ld[g] and output o[g] of no values, or, when `shared`, all G samples added
-// into o[0]. A run with one (b, d) pair forms b * d once per sample (into yz, G x nc values of scratch), then one
-// vector of partial products per a row and sample, shared by the entries that differ only in their output;
-// each output gathers its entries' vectors in acc (G x no vectors of scratch, no when shared) and is reduced
-// across lanes once, at the end.
-template <typename T, int G, typename R>
-void scalar_group(const R* la, const R* lb, const R* ld, T* const* o, int64_t no, int64_t nc, Entries t,
-                  const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc, bool shared) {
+// Channels [u0, u0 + NV L) (NV > 0, in registers) or [u0, u0 + width) (NV == 0, scalar) of scalar_group: a run
+// with one (b, d) pair forms b * d once per sample, then one vector (or scalar) of partial products per a row
+// and sample, shared by the entries that differ only in their output, added into acc[g no + io] (vectors,
+// reduced across lanes by scalar_group) or, for the scalar channels, straight into o[g][io].
+template <typename T, int G, int NV, typename R>
+void scalar_chunk(const R* la, const R* lb, const R* ld, T* const* o, int64_t no, Entries t,
+                  const T* __restrict coef, typename Simd<T>::V* __restrict acc, bool shared, int64_t u0,
+                  int64_t width) {
     using V = typename Simd<T>::V;
-    constexpr int64_t L = 64 / sizeof(T);
-    const int64_t full = nc / L * L;  // channels in whole vectors; the rest in a scalar dot product
-    const int sets = shared ? 1 : G;  // accumulator sets (and outputs)
-    for (int64_t q = 0; q < sets * no; ++q) acc[q] = V{};
+    const int sets = shared ? 1 : G;
     for (int64_t k = 0; k < t.nnz;) {
         const int64_t kb = t.ib[k], kd = t.ic[k];
-        for (int g = 0; g < G; ++g) {
-            const T* __restrict y = lb[g][kb];
-            const T* __restrict w = ld[g][kd];
-            T* __restrict z = yz + g * nc;
-#pragma omp simd
-            for (int64_t u = 0; u < nc; ++u) z[u] = y[u] * w[u];
+        V z[G][NV > 0 ? NV : 1];
+        if constexpr (NV > 0) {
+#pragma GCC unroll 4
+            for (int g = 0; g < G; ++g) {
+                const V* y = reinterpret_cast<const V*>(lb[g][kb] + u0);
+                const V* w = reinterpret_cast<const V*>(ld[g][kd] + u0);
+#pragma GCC unroll 4
+                for (int i = 0; i < NV; ++i) z[g][i] = y[i] * w[i];
+            }
         }
         while (k < t.nnz && t.ib[k] == kb && t.ic[k] == kd) {
             const int64_t ka = t.ia[k];
@@ -252,28 +251,49 @@ void scalar_group(const R* la, const R* lb, const R* ld, T* const* o, int64_t no
             T dot[G];
 #pragma GCC unroll 4
             for (int g = 0; g < G; ++g) {
-                const T* __restrict x = la[g][ka];
-                const T* __restrict z = yz + g * nc;
-                V part[2] = {};
-                int64_t u = 0;
-                for (; u + 2 * L <= full; u += 2 * L) {
-                    part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(z + u);
-                    part[1] += *reinterpret_cast<const V*>(x + u + L) * *reinterpret_cast<const V*>(z + u + L);
+                if constexpr (NV > 0) {
+                    const V* x = reinterpret_cast<const V*>(la[g][ka] + u0);
+                    sum[g] = x[0] * z[g][0];
+#pragma GCC unroll 4
+                    for (int i = 1; i < NV; ++i) sum[g] += x[i] * z[g][i];
+                } else {
+                    const T *__restrict x = la[g][ka] + u0, *__restrict y = lb[g][kb] + u0, *__restrict w = ld[g][kd] + u0;
+                    dot[g] = T(0);
+                    for (int64_t u = 0; u < width; ++u) dot[g] += x[u] * y[u] * w[u];
                 }
-                if (u < full) part[0] += *reinterpret_cast<const V*>(x + u) * *reinterpret_cast<const V*>(z + u);
-                sum[g] = part[0] + part[1];
-                dot[g] = T(0);
-                for (u = full; u < nc; ++u) dot[g] += x[u] * z[u];
             }
             if (shared)
-                for (int g = 1; g < G; ++g) sum[0] += sum[g], dot[0] += dot[g];
+                for (int g = 1; g < G; ++g) {
+                    if constexpr (NV > 0) sum[0] += sum[g];
+                    else dot[0] += dot[g];
+                }
             for (; k < t.nnz && t.ib[k] == kb && t.ic[k] == kd && t.ia[k] == ka; ++k)
                 for (int g = 0; g < sets; ++g) {
-                    acc[g * no + t.io[k]] += coef[k] * sum[g];
-                    if (full < nc) o[g][t.io[k]] += coef[k] * dot[g];
+                    if constexpr (NV > 0) acc[g * no + t.io[k]] += coef[k] * sum[g];
+                    else o[g][t.io[k]] += coef[k] * dot[g];
                 }
         }
     }
+}
+
+// o[io_k] += c_k dot(a[ia_k], b[ib_k] d[id_k]) over the entries, for G samples at once (as channeled_group):
+// sample g's operands la[g], lb[g], ld[g] and output o[g] of no values, or, when `shared`, all G samples added
+// into o[0]. Channels go in chunks of up to 4 vectors held in registers (scalar_chunk; 2 for G = 4: the G
+// samples' products b * d fill registers too), then a scalar loop for the rest; each output gathers its entries'
+// vectors in acc (G x no vectors of scratch, no when shared) and is reduced across lanes once, at the end.
+template <typename T, int G, typename R>
+void scalar_group(const R* la, const R* lb, const R* ld, T* const* o, int64_t no, int64_t nc, Entries t,
+                  const T* __restrict coef, typename Simd<T>::V* __restrict acc, bool shared) {
+    using V = typename Simd<T>::V;
+    constexpr int64_t L = 64 / sizeof(T);
+    const int sets = shared ? 1 : G;  // accumulator sets (and outputs)
+    for (int64_t q = 0; q < sets * no; ++q) acc[q] = V{};
+    int64_t u0 = 0;
+    if constexpr (G <= 2)
+        for (; u0 + 4 * L <= nc; u0 += 4 * L) scalar_chunk<T, G, 4>(la, lb, ld, o, no, t, coef, acc, shared, u0, 0);
+    for (; u0 + 2 * L <= nc; u0 += 2 * L) scalar_chunk<T, G, 2>(la, lb, ld, o, no, t, coef, acc, shared, u0, 0);
+    for (; u0 + L <= nc; u0 += L) scalar_chunk<T, G, 1>(la, lb, ld, o, no, t, coef, acc, shared, u0, 0);
+    if (u0 < nc) scalar_chunk<T, G, 0>(la, lb, ld, o, no, t, coef, acc, shared, u0, nc - u0);
     for (int g = 0; g < sets; ++g)
         for (int64_t q = 0; q < no; ++q) {
             T s = T(0);
@@ -285,10 +305,10 @@ void scalar_group(const R* la, const R* lb, const R* ld, T* const* o, int64_t no
 // One sample of scalar_group.
 template <typename T, typename RA, typename RB, typename RD>
 void scalar_entries(const RA& la, const RB& lb, const RD& ld, T* __restrict o, int64_t no, int64_t nc, Entries t,
-                    const T* __restrict coef, T* __restrict yz, typename Simd<T>::V* __restrict acc) {
+                    const T* __restrict coef, typename Simd<T>::V* __restrict acc) {
     static_assert(std::is_same_v<RA, RB> && std::is_same_v<RA, RD>, "one row accessor type for the three operands");
     T* const out[1] = {o};
-    scalar_group<T, 1>(&la, &lb, &ld, out, no, nc, t, coef, yz, acc, false);
+    scalar_group<T, 1>(&la, &lb, &ld, out, no, nc, t, coef, acc, false);
 }
 
 }  // namespace fastso3_cw

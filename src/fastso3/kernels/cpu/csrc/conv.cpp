@@ -136,7 +136,6 @@ void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int6
     const int64_t step = grouped_rows ? G : 1, tasks = (nout + step - 1) / step;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nout > 16)
     {
-        std::vector<T> yz(G * nc);
         std::vector<T> acc(G * so * 64 / sizeof(T));  // G x so vectors
         auto* vacc = reinterpret_cast<typename Simd<T>::V*>(acc.data());
         Flat<T> la[G], lb[G], ld[G];
@@ -155,7 +154,7 @@ void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int6
                     std::memset(o[g], 0, sizeof(T) * so);
                     edge(g, perm ? perm[r] : r);
                 }
-                scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, false);
+                scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, vacc, false);
                 continue;
             }
             for (int64_t r = task * step; r < std::min(nout, (task + 1) * step); ++r) {
@@ -166,11 +165,11 @@ void conv_scalar_groups(Operand a, Operand b, Operand d, T* __restrict out, int6
                 if constexpr (G > 1)
                     for (; j + G <= j1; j += G) {
                         for (int g = 0; g < G; ++g) edge(g, perm ? perm[j + g] : j + g);
-                        scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, true);
+                        scalar_group<T, G>(la, lb, ld, o, so, nc, t, coef, vacc, true);
                     }
                 for (; j < j1; ++j) {
                     edge(0, perm ? perm[j] : j);
-                    scalar_group<T, 1>(la, lb, ld, o, so, nc, t, coef, yz.data(), vacc, false);
+                    scalar_group<T, 1>(la, lb, ld, o, so, nc, t, coef, vacc, false);
                 }
             }
         }

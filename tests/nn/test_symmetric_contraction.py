@@ -34,6 +34,20 @@ def test_fast_paths_match_dense_twin(f64, irreps_out, correlation, backend):
     torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12 * dense.abs().max().item())
 
 
+def test_plans_that_share_their_monomials_keep_their_own_names(f64):
+    # at correlation 1 the 2e inputs reach no 0e / 1e output: both plans have the same monomials and projection,
+    # and differ in their number of inputs (a name from those tables alone made the second module run the first
+    # plan: a shape error, or wrong numbers where the shapes agree)
+    small = SymmetricContraction("4x0e+4x1o", "4x0e+4x1e", 1, num_elements=2)
+    large = SymmetricContraction(IRREPS_IN, "4x0e+4x1e", 1, num_elements=2)
+    assert small.tables().name != large.tables().name
+    for module in (small, large):
+        x, species = _inputs(module)
+        fast = module(x, species)
+        module.backend = "reference"
+        torch.testing.assert_close(fast, module(x, species), rtol=1e-12, atol=1e-12)
+
+
 def test_pseudotensor_outputs_have_no_coupling_from_even_inputs(f64):
     module = SymmetricContraction("4x0e+4x2e", "4x0o+4x1e", 2, num_elements=2)
     x, species = _inputs(module)

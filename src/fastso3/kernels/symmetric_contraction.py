@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ import torch
 from ..core.symmetric_contraction import SymmetricContractionPlan, sparse_projection
 from . import registry
 from ._checks import check_index, check_shape, same_floats, tracing
+from .tables import content_digest
 
 __all__ = [
     "SYMMETRIC_CONTRACTION_BACKENDS",
@@ -65,12 +65,8 @@ class SymmetricContractionTables(NamedTuple):
 
 
 def register_symmetric_contraction_plan(plan: SymmetricContractionPlan) -> str:
-    """Register a plan for the op (by the content of its tables); returns its name."""
-    digest = hashlib.sha256()
-    for array in (plan.monomial_index, plan.projection, plan.column_rank, plan.column_output):
-        digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update(str(array.shape).encode())
-    name = f"symmetric_contraction:{digest.hexdigest()[:20]}"
+    """Register a plan for the op, named by the content of all its fields; returns its name."""
+    name = f"symmetric_contraction:{content_digest(tuple(plan))}"
     _PLANS.setdefault(name, plan)
     return name
 

@@ -13,13 +13,14 @@ Arrays travel as base64 of their bytes (exact); tuples, ints, floats, strings an
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import json
 
 import numpy as np
 import torch
 
-__all__ = ["OP_MODULES", "TABLE_ARGUMENTS", "register_ops", "restore", "snapshot", "table_names"]
+__all__ = ["OP_MODULES", "TABLE_ARGUMENTS", "content_digest", "register_ops", "restore", "snapshot", "table_names"]
 
 # The kernel modules that define ``fastso3::`` ops (importing them registers the ops).
 OP_MODULES = ("ops", "channelwise", "conv", "conv_factored", "uvw", "symmetric_contraction", "so2_rotation",
@@ -90,6 +91,13 @@ def restore(data: str) -> list[str]:
         registry, rebuild = registries[_prefix(name)]
         registry.setdefault(name, rebuild(_decode(value)))
     return list(tables)
+
+
+def content_digest(value, length: int = 20) -> str:
+    """Hex digest of a table's whole content: every array's dtype, shape and bytes, and every tuple, int, float,
+    string and None, as :func:`snapshot` stores them. Equal digests mean equal tables (a name built from part of
+    a table let two plans that differ elsewhere share one name)."""
+    return hashlib.sha256(json.dumps(_encode(value)).encode()).hexdigest()[:length]
 
 
 def _encode(value):

@@ -76,6 +76,16 @@ def test_a_saved_model_loads_in_one_line(tmp_path):
     assert load(path).atomic_energies.energies.dtype == torch.float64
 
 
+def test_dtype_by_name_and_bad_dtypes():
+    e64 = FastSO3Calculator(mace()).get_potential_energy(alloy())
+    calc = FastSO3Calculator(mace(), dtype="float32")
+    assert calc.dtype == torch.float32
+    assert calc.get_potential_energy(alloy()) == pytest.approx(e64, rel=1e-5)
+    for bad in ("float16", "cpu", torch.int64):
+        with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
+            FastSO3Calculator(mace(), dtype=bad)
+
+
 def test_nve_dynamics_conserves_energy():
     atoms = alloy().repeat((2, 1, 1))
     atoms.calc = FastSO3Calculator(mace())

@@ -33,7 +33,7 @@ class FastSO3Calculator(Calculator):
             export``): the exported energy, forces and stress run without the model's code, in the package's
             dtype and on its device; no ``compile``, no Hessian.
         device: where the model runs (``"cpu"``, ``"cuda"``).
-        dtype: ``torch.float64`` or ``torch.float32``; default: the model's own.
+        dtype: ``torch.float64`` or ``torch.float32`` (or ``"float64"``, ``"float32"``); default: the model's own.
         compile: run the model through ``torch.compile(dynamic=True, fullgraph=True)``: the energy's graph is
             compiled once for a number of atoms (any number of edges: one graph for an MD run), and forces and
             stress (first derivatives) come from its compiled backward. The first call compiles (tens of
@@ -46,8 +46,9 @@ class FastSO3Calculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: Potential | str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, compile: bool = False, **kwargs) -> None:  # fmt: skip
+                 dtype: torch.dtype | str | None = None, compile: bool = False, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        dtype = _float_dtype(dtype)
         self.package = load_exported(model) if isinstance(model, (str, Path)) and Path(model).suffix == ".pt2" else None
         if self.package is not None:
             if compile or dtype not in (None, self.package.dtype) or torch.device(device) != self.package.device:
@@ -101,3 +102,14 @@ class FastSO3Calculator(Calculator):
         flat = positions.reshape(-1)
         hessian = torch.autograd.functional.hessian(lambda x: energy(x.reshape(-1, 3), cell.unsqueeze(0)).sum(), flat)
         return hessian.cpu().double().numpy()
+
+
+def _float_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``dtype`` as a torch float dtype (float32 / float64, or their names), None kept; anything else raises."""
+    named = {"float32": torch.float32, "float64": torch.float64}
+    if dtype is None or dtype in named.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in named:
+        return named[dtype]
+    raise ValueError(f"FastSO3Calculator: dtype must be torch.float32 or torch.float64 (or 'float32', 'float64'), "
+                     f"got {dtype!r}")

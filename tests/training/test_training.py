@@ -79,6 +79,17 @@ def test_a_checkpoint_of_another_model_is_refused(data_file, tmp_path):
         other.run()
 
 
+def test_an_element_only_in_the_validation_set_is_refused(data_file, tmp_path):
+    silver = bulk("Ag", "fcc", a=4.1)
+    silver.calc = EMT()
+    silver.calc = SinglePointCalculator(silver, energy=silver.get_potential_energy(), forces=silver.get_forces(),
+                                        stress=silver.get_stress())  # fmt: skip
+    valid = tmp_path / "valid.extxyz"
+    ase.io.write(valid, [silver])
+    with pytest.raises(ValueError, match=r"no training structure has: Z = \[47\]"):
+        Trainer(small(data_file, tmp_path, valid_file=str(valid)))
+
+
 @pytest.mark.parametrize("model", ["NequIP", "ESCN"])
 def test_every_model_trains(data_file, tmp_path, model):
     metrics = train(small(data_file, tmp_path, model=model, max_num_epochs=1, hidden_irreps="4x0e+4x1o+4x2e"))

@@ -181,7 +181,11 @@ class Trainer:
             raise ValueError(f"--batch_size {config.batch_size} must be a multiple of the {self.world} ranks")
         self.out = Path(config.output_dir)
         train_configs, valid_configs = _load_data(config)
-        numbers = sorted({int(z) for c in train_configs + valid_configs for z in c.numbers})
+        numbers = sorted({int(z) for c in train_configs for z in c.numbers})
+        unseen = sorted({int(z) for c in valid_configs for z in c.numbers} - set(numbers))
+        if unseen:  # the model would hold an untrained embedding and no reference energy for them
+            raise ValueError(f"the validation set has elements that no training structure has: Z = {unseen}; "
+                             "move structures with them into the training set")  # fmt: skip
         self.train_set = fdata.GraphDataset(train_configs, config.r_max, numbers)
         self.valid_set = fdata.GraphDataset(valid_configs, config.r_max, numbers)
         self.model = _build_model(config, self.train_set, numbers).to(config.device)

@@ -79,6 +79,16 @@ def test_a_checkpoint_of_another_model_is_refused(data_file, tmp_path):
         other.run()
 
 
+def test_the_ema_warms_up_as_mace_torchs():
+    from fastso3.training.trainer import _ema_update
+
+    update = _ema_update(0.99)
+    for n, decay in ((1, 2 / 11), (10, 11 / 20), (10_000, 0.99)):  # min(0.99, (1 + n) / (10 + n))
+        averaged = [torch.zeros(3, dtype=torch.float64)]
+        update(averaged, [torch.ones(3, dtype=torch.float64)], torch.tensor(n))
+        torch.testing.assert_close(averaged[0], torch.full((3,), 1 - decay, dtype=torch.float64))
+
+
 def test_an_element_only_in_the_validation_set_is_refused(data_file, tmp_path):
     silver = bulk("Ag", "fcc", a=4.1)
     silver.calc = EMT()

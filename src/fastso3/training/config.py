@@ -77,13 +77,52 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# What each flag sets (``fastso3 train --help``); units: A, eV, minutes.
+_HELP = {
+    "model": "the potential: " + ", ".join(MODEL_NAMES),
+    "train_file": "extxyz (or any ASE-readable) training structures; unset: the embedded EMT Cu/Au set",
+    "valid_file": "validation structures; unset: --valid_fraction of the training file",
+    "valid_fraction": "share of the training structures held out for validation when there is no --valid_file",
+    "energy_key": "key of the energies (info or calculator results)",
+    "forces_key": "key of the forces (arrays or calculator results)",
+    "stress_key": "key of the stresses, eV/A^3",
+    "virials_key": "key of the virials, eV (used where there is no stress)",
+    "r_max": "cutoff radius, A",
+    "hidden_irreps": "irreps of the hidden features, e.g. 64x0e+64x1o",
+    "max_ell": "highest degree of the edge spherical harmonics",
+    "num_interactions": "number of interaction layers",
+    "correlation": "body order of MACE's symmetric contraction",
+    "num_radial_basis": "Bessel functions of the radial embedding",
+    "radial_MLP": "hidden widths of the radial MLP, a JSON list such as [64, 64]",
+    "energy_weight": "loss weight of the energy per atom",
+    "forces_weight": "loss weight of the forces",
+    "stress_weight": "loss weight of the stress",
+    "optimizer": "adam or adamw",
+    "lr": "learning rate",
+    "weight_decay": "weight decay of the optimizer",
+    "scheduler": "cosine (over --max_num_epochs) or plateau",
+    "ema_decay": "decay of the exponential moving average of the weights, warmed up as mace-torch's; 0: none",
+    "clip_grad": "gradient-norm clipping",
+    "max_num_epochs": "number of epochs",
+    "batch_size": "structures per step (a multiple of the number of ranks)",
+    "seed": "random seed (data order, initial weights)",
+    "device": "cpu or cuda",
+    "default_dtype": "float32 or float64",
+    "time_limit": "stop after this many MINUTES of training (the best model so far is kept)",
+    "output_dir": "where the model, checkpoints, metrics and plots go",
+    "restart_latest": "resume from the latest checkpoint in --output_dir",
+    "compile": "training steps through models.compile_energy_and_forces (about a minute to compile)",
+    "progress": "show progress bars",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--name`` flag per :class:`TrainConfig` field, plus ``--config FILE.yaml``; defaults stay unset so a
     YAML file's values win over the built-in defaults and flags win over both."""
     parser.add_argument("--config", help="a YAML file of TrainConfig settings (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "bool": _parse_bool}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"(default: {f.default})")
+        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"{_HELP[f.name]} (default: {f.default})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -162,6 +162,20 @@ class _Order(torch.utils.data.Sampler):
         return (self.size // self.batch_size) * self.batch_size // self.world
 
 
+def _ema_update(decay: float):
+    """The EMA's update with a warm-up, as mace-torch's (``torch_ema``'s ``use_num_updates``): update ``n`` moves
+    the average with decay ``min(decay, (1 + n) / (10 + n))``. A fixed decay from the first step kept the average
+    near the untrained weights for hundreds of steps (on 48 structures, 30 epochs: forces MAE 107 against
+    39 meV/A without an EMA)."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
+
+    return update
+
+
 class Trainer:
     """One training run of ``config``: builds data and model, trains, writes checkpoints, metrics and plots.
 
@@ -205,9 +219,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, config.max_num_epochs)
         else:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.8, patience=5)
-        self.ema = (torch.optim.swa_utils.AveragedModel(
-            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay))
-            if config.ema_decay > 0 else None)  # fmt: skip
+        self.ema = (torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_ema_update(config.ema_decay))
+                    if config.ema_decay > 0 else None)  # fmt: skip
         self.history: list[dict] = []
         self.epoch, self.best = 0, math.inf
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,19 @@ class TrainConfig:
             raise ValueError(f"--valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
+        self.radial_widths()
+
+    def radial_widths(self) -> list[int]:
+        """The hidden widths of ``radial_MLP`` (a JSON list of positive ints); ``ValueError`` naming the flag."""
+        try:
+            widths = json.loads(self.radial_MLP)
+        except json.JSONDecodeError:
+            widths = None
+        if not isinstance(widths, list) or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                                                     for w in widths):  # fmt: skip
+            raise ValueError(f"--radial_MLP must be a JSON list of positive widths such as [32, 32], "
+                             f"got {self.radial_MLP!r}")  # fmt: skip
+        return widths
 
 
 def _parse_bool(text: str) -> bool:

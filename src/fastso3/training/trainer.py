@@ -57,7 +57,7 @@ def _build_model(config: TrainConfig, train_set: fdata.GraphDataset, atomic_numb
     scale, shift = fdata.energy_scale_shift(train_set.configurations, atomic_numbers, e0)
     common = dict(atomic_numbers=atomic_numbers, r_max=config.r_max, atomic_energies=e0, scale=scale, shift=shift,
                   avg_num_neighbors=fdata.average_num_neighbors(train_set), hidden_irreps=config.hidden_irreps)  # fmt: skip
-    radial = [int(v) for v in json.loads(config.radial_MLP)]
+    radial = config.radial_widths()
     torch.manual_seed(config.seed)
     with default_dtype(_dtype(config)):
         if config.model == "MACE":

@@ -1,6 +1,7 @@
 """FastSO3Calculator: the model's numbers through ASE, forces and stress against ASE's finite differences, the
 Hessian, saved models, and energy conservation in NVE molecular dynamics."""
 
+import ase.io
 import numpy as np
 import pytest
 import torch
@@ -74,6 +75,16 @@ def test_a_saved_model_loads_in_one_line(tmp_path):
     expected = FastSO3Calculator(net).get_potential_energy(alloy())
     assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-14)
     assert load(path).atomic_energies.energies.dtype == torch.float64
+
+
+def test_files_that_are_not_models_are_named_as_such(tmp_path):
+    structures = tmp_path / "data.extxyz"
+    ase.io.write(structures, alloy())
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"epoch": 3, "model_state": {}}, checkpoint)
+    for path in (structures, checkpoint):
+        with pytest.raises(ValueError, match="is not a fastso3 model file .* best.pt and last.pt are training"):
+            FastSO3Calculator(path)
 
 
 def test_dtype_by_name_and_bad_dtypes():

@@ -118,6 +118,11 @@ def test_command_line_and_yaml(data_file, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert cli.main(["train", "--model", "Allegro"]) == 2
     assert "--model must be one of" in capsys.readouterr().err
+    assert cli.main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "--config" in (err := capsys.readouterr().err) and "no such file" in err
+    if not torch.cuda.is_available():
+        assert cli.main(["train", "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     for widths in ("32,32", "[32, -1]", "[true]"):  # a bare JSON error before; now the flag and its form
         assert cli.main(["train", "--radial_MLP", widths]) == 2
         assert "--radial_MLP must be a JSON list of positive widths such as [32, 32]" in capsys.readouterr().err

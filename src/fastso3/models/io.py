@@ -6,6 +6,7 @@ A file holds ``{"format", "model" (class name), "config" (constructor arguments)
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -37,9 +38,14 @@ def save(model: Potential, path: str | Path) -> Path:
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Potential:
     """The model saved at ``path``, in its saved dtype, on ``device``, in eval mode."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    hint = ("is not a fastso3 model file (written by fastso3.models.save or fastso3 train as model.pt; a run's "
+            "best.pt and last.pt are training checkpoints)")  # fmt: skip
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # another kind of file: not a torch archive
+        raise ValueError(f"load: {path} {hint}; torch.load cannot read it as one") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"load: {path} is not a fastso3 model file (format {FORMAT!r})")
+        raise ValueError(f"load: {path} {hint}")
     if data["model"] not in MODELS:
         raise ValueError(f"load: unknown model {data['model']!r} in {path}; known: {sorted(MODELS)}")
     with default_dtype(getattr(torch, data["dtype"])):

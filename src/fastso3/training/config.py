@@ -69,6 +69,12 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
         self.radial_widths()
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {self.device}: CUDA is not available to this torch "
+                                 f"({torch.__version__}); use --device cpu")  # fmt: skip
 
     def radial_widths(self) -> list[int]:
         """The hidden widths of ``radial_MLP`` (a JSON list of positive ints); ``ValueError`` naming the flag."""
@@ -145,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.config:
         import yaml
 
+        if not Path(args.config).is_file():
+            raise FileNotFoundError(f"--config {args.config}: no such file")
         loaded = yaml.safe_load(Path(args.config).read_text()) or {}
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(loaded) - known)
